@@ -1,0 +1,99 @@
+"""The connector API: what a source or sink must do to run inside a worker.
+
+A *config* (what the user writes in a notebook cell) is plain data shipped to the
+workers by cloudpickle; a worker calls ``config.make_source()`` / ``make_sink()``
+to get the live object. Built-in connectors use this same API, so a user-defined
+one is a first-class citizen.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+
+class Source:
+    """A live source inside one worker. The worker loop calls ``read`` repeatedly.
+
+    ``read(max_n)`` returns a list of up to ``max_n`` messages ([] when none is
+    ready now) or None once the source is exhausted. It must not block: a source
+    that waits on file descriptors lists them in ``fds()`` and the worker polls
+    them; one that is paced says in ``wait_hint()`` how long until it has more.
+    A replayable source reports ``position()`` (plain, msgpack-able data: the
+    position *after* the last message returned by ``read``) and can ``seek(pos)``.
+    """
+
+    replayable = False
+
+    def open(self, worker: int) -> None:
+        """Called once on the worker before the first read."""
+
+    def read(self, max_n: int) -> Optional[list]:
+        raise NotImplementedError
+
+    def fds(self) -> list:
+        """File descriptors (or zmq sockets) to poll for readiness, if any."""
+        return []
+
+    def wait_hint(self) -> Optional[float]:
+        """Seconds until ``read`` will have more, or None if unknown (use fds)."""
+        return None
+
+    def position(self) -> Any:
+        return None
+
+    def seek(self, position: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot seek: it is not replayable")
+
+    def close(self) -> None:
+        """Called once when the worker stops."""
+
+
+class SourceConfig:
+    """What the user passes to ``source(name, config)``.
+
+    ``name`` names the source in errors and metrics; ``event_time`` is an optional
+    function message -> int nanoseconds; ``bounded`` says whether the source ends.
+    """
+
+    name: str = "source"
+    event_time: Optional[Callable[[Any], int]] = None
+    bounded: bool = True
+
+    def make_source(self) -> Source:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise ValueError naming the problem if the config is unusable (build time)."""
+
+
+class Sink:
+    """A live sink inside one worker: receives output batches, in order."""
+
+    def open(self, worker: int) -> None:
+        """Called once on the worker before the first batch."""
+
+    def write(self, batch: list) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Called when the worker is idle or stopping; push out anything buffered."""
+
+    def close(self) -> None:
+        """Called once when the worker stops."""
+
+
+class SinkConfig:
+    """What the user passes to ``to_sink(config)``.
+
+    A sink with ``to_driver = True`` has no live object on the workers: the
+    workers ship its batches to the driver, which calls ``deliver(batch)``.
+    """
+
+    to_driver: bool = False
+    name: str = "sink"
+
+    def make_sink(self) -> Sink:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise ValueError naming the problem if the config is unusable (build time)."""
