@@ -1,0 +1,32 @@
+"""The installed "Python 3 (wallaroo_nb)" kernel spec is found and loads the extension."""
+
+from __future__ import annotations
+
+import sys
+
+from jupyter_client.kernelspec import KernelSpecManager
+from nbkernel import code_notebook, text_output
+
+
+def test_installed_spec_is_found_by_jupyter(kernel_prefix, monkeypatch):
+    monkeypatch.setenv("JUPYTER_PATH", str(kernel_prefix / "share" / "jupyter"))
+    spec = KernelSpecManager().get_kernel_spec("wallaroo_nb")
+    assert spec.display_name == "Python 3 (wallaroo_nb)"
+    assert spec.language == "python"
+    assert spec.argv[0] == sys.executable
+
+
+def test_kernel_from_spec_has_extension_and_magic(run_notebook):
+    nb = run_notebook(code_notebook(
+        "ip = get_ipython()\n"
+        "print(sorted(m for m in ip.extension_manager.loaded if 'wallaroo' in m))\n"
+        "print('wallaroo' in ip.magics_manager.magics['line'])",
+        "%wallaroo help",
+        "%wallaroo status",
+        kernel_name="wallaroo_nb",
+    ))
+    loaded, usage, status = (text_output(c) for c in nb.cells)
+    assert loaded.split("\n")[:2] == ["['wallaroo_nb.notebook.extension']", "True"]
+    assert "%wallaroo stop [NAME ...]" in usage
+    # With the engine: a table (possibly empty); before it exists: a clear message.
+    assert "No running wallaroo_nb apps." in status or "engine is not available" in status

@@ -1,0 +1,166 @@
+"""IPython extension: the `%wallaroo` line magic to see and stop running apps.
+
+Load it with `%load_ext wallaroo_nb.notebook.extension`, or use the
+"Python 3 (wallaroo_nb)" kernel, which loads it at start. It talks to the
+engine only through `wallaroo_nb.running_apps()`, imported when a magic runs,
+so loading the extension stays cheap.
+"""
+
+from __future__ import annotations
+
+import html
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from IPython.core.error import UsageError
+
+USAGE = """\
+%wallaroo [status]          list running wallaroo_nb apps (a table)
+%wallaroo stop [NAME ...]   stop all running apps, or only those named
+%wallaroo show NAME         display one app (its live view)
+%wallaroo help              this text"""
+
+NO_ENGINE = (
+    "wallaroo: this wallaroo_nb has no running_apps() (the engine is not available: {why}); "
+    "there are no apps to {what}."
+)
+
+
+class EngineUnavailable(RuntimeError):
+    """wallaroo_nb.running_apps() cannot be reached in this kernel."""
+
+
+@dataclass
+class StatusTable:
+    """Rows of app status, shown as an HTML table in Jupyter and as text elsewhere."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def columns(self) -> list[str]:
+        """Every key seen in any row, in first-seen order."""
+        seen: dict[str, None] = {}
+        for row in self.rows:
+            seen.update(dict.fromkeys(row))
+        return list(seen)
+
+    def _repr_html_(self) -> str:
+        if not self.rows:
+            return "<p>No running wallaroo_nb apps.</p>"
+        cols = self.columns()
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>"
+            for r in self.rows
+        )
+        return (
+            '<table class="wallaroo-status"><thead><tr>'
+            f"{head}</tr></thead><tbody>{body}</tbody></table>"
+        )
+
+    def __repr__(self) -> str:
+        if not self.rows:
+            return "No running wallaroo_nb apps."
+        cols = self.columns()
+        table = [cols] + [[_cell(r.get(c)) for c in cols] for r in self.rows]
+        widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
+        return "\n".join(
+            "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in table
+        )
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def running_apps() -> list[Any]:
+    """The engine's running apps; EngineUnavailable when this wallaroo_nb has no engine."""
+    try:
+        import wallaroo_nb
+    except ImportError as exc:
+        raise EngineUnavailable(f"import wallaroo_nb failed: {exc}") from exc
+    fn = getattr(wallaroo_nb, "running_apps", None)
+    if fn is None:
+        raise EngineUnavailable("wallaroo_nb.running_apps is missing")
+    return list(fn())
+
+
+def app_row(app: Any) -> dict[str, Any]:
+    """One status row: name and running first, then whatever app.status() reports."""
+    row: dict[str, Any] = {"name": app.name, "running": app.running}
+    try:
+        status = app.status()
+    except Exception as exc:  # one broken app must not hide the others
+        row["error"] = f"status() failed: {exc!r}"
+        return row
+    row.update((k, v) for k, v in status.items() if k not in row)
+    return row
+
+
+def status() -> StatusTable:
+    """A StatusTable of the running apps."""
+    return StatusTable([app_row(app) for app in running_apps()])
+
+
+def stop(names: list[str]) -> list[str]:
+    """Stop the named apps (all if `names` is empty); return the names stopped.
+
+    Tries every app even if one fails to stop, then raises naming the failures.
+    """
+    apps = running_apps()
+    if names:
+        known = {app.name for app in apps}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise UsageError(f"no running app named {', '.join(unknown)}; running: {sorted(known)}")
+        apps = [app for app in apps if app.name in names]
+    stopped, failed = [], []
+    for app in apps:
+        try:
+            app.stop()
+            stopped.append(app.name)
+        except Exception as exc:
+            failed.append(f"{app.name}: {exc!r}")
+    if failed:
+        raise RuntimeError("could not stop " + "; ".join(failed))
+    return stopped
+
+
+def find_app(name: str) -> Any:
+    """The running app called `name`."""
+    for app in running_apps():
+        if app.name == name:
+            return app
+    raise UsageError(f"no running app named {name!r}")
+
+
+def wallaroo_magic(line: str) -> Any:
+    """%wallaroo [status | stop [NAME ...] | show NAME | help]"""
+    words = shlex.split(line)
+    command, rest = (words[0], words[1:]) if words else ("status", [])
+    try:
+        if command == "status" and not rest:
+            return status()
+        if command == "stop":
+            stopped = stop(rest)
+            print(f"stopped: {', '.join(stopped)}" if stopped else "no running apps to stop")
+            return None
+        if command == "show" and len(rest) == 1:
+            return find_app(rest[0])
+    except EngineUnavailable as exc:
+        print(NO_ENGINE.format(why=exc, what="show" if command != "stop" else "stop"))
+        return None
+    if command == "help":
+        print(USAGE)
+        return None
+    raise UsageError(f"%wallaroo {line.strip()}: not understood\n{USAGE}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register `%wallaroo` (IPython calls this on %load_ext and at kernel start)."""
+    ipython.register_magic_function(wallaroo_magic, magic_kind="line", magic_name="wallaroo")
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove `%wallaroo` again."""
+    ipython.magics_manager.magics["line"].pop("wallaroo", None)
