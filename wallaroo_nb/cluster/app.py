@@ -1,0 +1,315 @@
+"""The App handle: what ``wallaroo_nb.run`` returns, and all the notebook sees.
+
+``run`` returns at once; workers start in the background. Every query
+(results, state, errors, status) is answered from the driver's own copies or
+by asking the workers, never by blocking the notebook on the data stream.
+"""
+
+from __future__ import annotations
+
+import atexit
+import html
+import threading
+import time
+import weakref
+from typing import Any, Optional
+
+from ..api import Application, BuildError, Pipeline, build_application
+from ..keys import slot_of_key
+from ..plan import make_plan
+from .driver import Driver
+
+_APPS: "weakref.WeakSet[App]" = weakref.WeakSet()
+ON_ERROR_MODES = ("record", "stop")
+
+
+class StepError(RuntimeError):
+    """A computation raised and the app runs with ``on_error='stop'``."""
+
+
+class App:
+    """A running (or stopped) application on worker processes."""
+
+    def __init__(self, application: Application, workers: int, on_error: str):
+        self.name = application.name
+        self.plan = make_plan(application)
+        self.workers = workers
+        self.on_error = on_error
+        self._results: list = []
+        self._errors: list = []
+        self._events: list = []
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._stop_lock = threading.Lock()
+        self._t0 = time.time()
+        self._driver = Driver(self.plan, workers, on_error, self._deliver, self._add_errors,
+                              self._event)
+        _APPS.add(self)
+
+    # -- callbacks from the driver's I/O thread ---------------------------------------
+
+    def _deliver(self, step: Any, values: list) -> None:
+        fn = getattr(step.sink, "fn", None)
+        if fn is not None:
+            fn(values)
+            return
+        with self._cond:
+            self._results.extend(values)
+            self._cond.notify_all()
+
+    def _add_errors(self, records: list) -> None:
+        with self._cond:
+            self._errors.extend(records)
+            self._cond.notify_all()
+        if self.on_error == "stop" and records and self._driver.failure is None:
+            r = records[0]
+            self._driver._fail(StepError(
+                f"step {r['step']!r} raised {r['error']} on key {r['key']} "
+                f"(input {r['input']}); the app was stopped (on_error='stop')\n{r['traceback']}"))
+
+    def _event(self, text: str) -> None:
+        self._events.append((time.time(), text))
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return not self._stopped and not self._driver.stopped.is_set()
+
+    @property
+    def pids(self) -> list:
+        """Process ids of the workers (for tests and for the curious)."""
+        return self._driver.pids
+
+    def stop(self) -> None:
+        """Stop the workers and release everything; safe to call twice."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._driver.stop()
+        self._event("stopped")
+        with self._cond:
+            self._cond.notify_all()
+
+    def __enter__(self) -> "App":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _raise_failure(self) -> None:
+        if self._driver.failure is not None:
+            raise self._driver.failure
+
+    # -- waiting --------------------------------------------------------------------------
+
+    def wait(self, timeout: Optional[float] = None, count: Optional[int] = None) -> "App":
+        """Block until all bounded sources are done and drained (or ``count`` results)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if count is not None:
+            return self._wait_count(count, deadline, timeout)
+        unbounded = [sp.name for sp in self.plan.sources if not sp.config.bounded]
+        if unbounded and timeout is None:
+            raise ValueError(
+                f"source(s) {unbounded} never end, so wait() would never return; "
+                "use wait(count=n) or wait(timeout=seconds)")
+        last = None
+        delay = 0.005
+        while True:
+            self._raise_failure()
+            if not self.running:
+                raise RuntimeError(f"app {self.name!r} is stopped")
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(self._in_flight(timeout))
+            try:
+                snap = self._driver.call("status", timeout=max(0.5, min(remaining or 10, 10)))
+            except TimeoutError:
+                continue
+            self._raise_failure()
+            key = _quiescent(snap, self._driver.results_received)
+            if key is not None and key == last:
+                return self
+            last = key
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _wait_count(self, count: int, deadline: Optional[float], timeout: Optional[float]) -> "App":
+        with self._cond:
+            while len(self._results) < count:
+                self._raise_failure()
+                if not self.running:
+                    raise RuntimeError(
+                        f"app {self.name!r} stopped with {len(self._results)} of {count} results")
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(
+                        f"app {self.name!r}: {len(self._results)} of {count} results after "
+                        f"{timeout}s; {self._in_flight(timeout, header=False)}")
+                self._cond.wait(0.1 if left is None else min(left, 0.1))
+        return self
+
+    def _in_flight(self, timeout: Optional[float], header: bool = True) -> str:
+        parts = []
+        try:
+            snap = self._driver.call("status", timeout=2)
+        except Exception as e:
+            return f"app {self.name!r}: no status from the workers ({e})"
+        for w, st in enumerate(snap):
+            for sid, (done, n) in st["sources"].items():
+                if not done:
+                    parts.append(f"source {self.plan.sources[sid].name!r} on worker {w} has "
+                                 f"read {n} messages and is not exhausted")
+        for a, sa in enumerate(snap):
+            for b, sb in enumerate(snap):
+                gap = sa["sent"][b] - sb["recv"][a]
+                if gap:
+                    parts.append(f"{gap} frames in flight from worker {a} to worker {b}")
+        for w, st in enumerate(snap):
+            if not st["idle"]:
+                parts.append(f"worker {w} has unsent output")
+        what = "; ".join(parts) or "nothing in flight (the last check raced with new data)"
+        return (f"app {self.name!r}: wait() timed out after {timeout}s: " if header else "") + what
+
+    # -- answers -------------------------------------------------------------------------
+
+    def results(self) -> list:
+        """Outputs that reached collector sinks so far, in arrival order."""
+        with self._cond:
+            return list(self._results)
+
+    def results_frame(self, columns: Optional[list] = None) -> Any:
+        """The collected outputs as a DataFrame: dicts and tuples become columns."""
+        import pandas as pd
+
+        rows = self.results()
+        if rows and all(isinstance(r, dict) for r in rows):
+            return pd.DataFrame(rows, columns=columns)
+        if rows and all(isinstance(r, tuple) for r in rows):
+            fields = getattr(type(rows[0]), "_fields", None)
+            return pd.DataFrame([tuple(r) for r in rows], columns=columns or fields)
+        return pd.DataFrame({(columns or ["value"])[0]: rows})
+
+    def errors(self) -> Any:
+        """Every recorded error: step, where, key, input, error, traceback, worker."""
+        import pandas as pd
+
+        with self._cond:
+            rows = list(self._errors)
+        cols = ["step", "where", "key", "input", "error", "traceback", "worker", "time"]
+        return pd.DataFrame(rows, columns=cols)
+
+    def events(self) -> list:
+        """What happened to the app: (unix time, text), oldest first."""
+        return list(self._events)
+
+    def state(self, step: str) -> Any:
+        """Per-key state of a state step, gathered from all workers, as a DataFrame."""
+        import cloudpickle
+        import pandas as pd
+
+        self.plan.step_named(step)  # a clear KeyError for a wrong name, before asking
+        self._raise_failure()
+        parts = [cloudpickle.loads(b) for b in self._driver.call("state", {"step": step})]
+        rows = []
+        for part in parts:
+            if part["kind"] == "window":
+                rows.extend(dict(r, worker=part["worker"]) for r in part["rows"])
+                continue
+            for key, st in part["rows"]:
+                row = {"key": key}
+                row.update(_state_fields(st))
+                row["worker"] = part["worker"]
+                row["slot"] = slot_of_key(key, self.plan.n_slots)
+                rows.append(row)
+        df = pd.DataFrame(rows)
+        if len(df) and "key" in df:
+            try:
+                df = df.sort_values("key", kind="stable").reset_index(drop=True)
+            except TypeError:
+                pass  # keys of mixed types keep worker order
+        return df
+
+    def status(self) -> dict:
+        """A summary: workers alive, events in and out, errors, filtered counts."""
+        info = {"name": self.name, "running": self.running, "workers": self.workers,
+                "results": len(self._results), "errors": len(self._errors),
+                "uptime_s": round(time.time() - self._t0, 1)}
+        if not self.running:
+            return info
+        try:
+            snap = self._driver.call("status", timeout=2)
+        except Exception:
+            return info
+        info["events_in"] = sum(n for st in snap for _d, n in st["sources"].values())
+        info["events_out"] = sum(sum(st["sink_counts"].values()) for st in snap)
+        return info
+
+    def _repr_html_(self) -> str:
+        st = self.status()
+        state = "running" if st["running"] else "stopped"
+        cells = "".join(
+            f"<td style='padding:2px 8px'><b>{html.escape(str(k))}</b><br>{html.escape(str(v))}</td>"
+            for k, v in st.items() if k != "name")
+        return (f"<div><b>wallaroo_nb app {html.escape(self.name)!s}</b> ({state})"
+                f"<table><tr>{cells}</tr></table></div>")
+
+    def __repr__(self) -> str:
+        return f"<App {self.name!r} workers={self.workers} {'running' if self.running else 'stopped'}>"
+
+
+def _quiescent(snap: list, received: list) -> Optional[tuple]:
+    """A fingerprint of the counters if nothing is in flight, else None.
+
+    Two equal fingerprints from consecutive rounds mean the app is drained
+    (Mattern's four-counter termination detection)."""
+    for st in snap:
+        if st["halted"] or not st["idle"]:
+            return None
+        if not all(done for done, _ in st["sources"].values()):
+            return None
+    for a, sa in enumerate(snap):
+        if sa["results_sent"] != received[a]:
+            return None
+        for b, sb in enumerate(snap):
+            if sa["sent"][b] != sb["recv"][a]:
+                return None
+    return tuple((tuple(st["sent"]), tuple(st["recv"]), st["results_sent"]) for st in snap)
+
+
+def _state_fields(st: Any) -> dict:
+    if hasattr(st, "__dict__") and not isinstance(st, type):
+        return dict(vars(st))
+    slots = getattr(type(st), "__slots__", None)
+    if slots:
+        names = [slots] if isinstance(slots, str) else list(slots)
+        return {n: getattr(st, n, None) for n in names}
+    return {"state": st}
+
+
+def run(application: Any, workers: int = 2, on_error: str = "record") -> App:
+    """Start ``application`` (or a Pipeline ending in a sink) on ``workers`` processes."""
+    if isinstance(application, Pipeline):
+        application = build_application("app", application)
+    if not isinstance(application, Application):
+        raise BuildError(f"run() takes build_application(...) or a Pipeline, got {application!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if on_error not in ON_ERROR_MODES:
+        raise ValueError(f"on_error must be one of {ON_ERROR_MODES}, got {on_error!r}")
+    return App(application, workers, on_error)
+
+
+def running_apps() -> list:
+    """Apps started in this process that have not been stopped."""
+    return [a for a in list(_APPS) if a.running]
+
+
+@atexit.register
+def _stop_all() -> None:
+    for a in list(_APPS):
+        try:
+            a.stop()
+        except Exception:
+            pass

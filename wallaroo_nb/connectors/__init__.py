@@ -1,0 +1,1 @@
+"""Sources and sinks; ``base`` is the API user-defined ones implement."""

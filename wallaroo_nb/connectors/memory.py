@@ -1,0 +1,178 @@
+"""In-memory sources and driver-side sinks: the notebook's connectors.
+
+Sources here are replayable: their position is the count of messages read, and
+seeking rebuilds the iterator and skips that many (a factory makes it fresh).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import types
+from typing import Any, Callable, Iterable, Optional
+
+from .base import SinkConfig, Source, SourceConfig
+
+
+def _check_rate(name: str, rate: Optional[float]) -> None:
+    if rate is not None and not (isinstance(rate, (int, float)) and rate > 0):
+        raise ValueError(f"source {name!r}: rate must be a positive number of events/s, got {rate!r}")
+
+
+class PacedSource(Source):
+    """Reads from an iterator made by ``make_iter()``, optionally paced at ``rate`` events/s."""
+
+    replayable = True
+
+    def __init__(self, make_iter: Callable[[], Iterable], rate: Optional[float]):
+        self.make_iter = make_iter
+        self.rate = rate
+        self.it = None
+        self.read_count = 0
+        self.t0 = 0.0
+        self.paced_from = 0
+
+    def open(self, worker: int) -> None:
+        self.it = iter(self.make_iter())
+        self.t0 = time.monotonic()
+
+    def _due(self, max_n: int) -> int:
+        if self.rate is None:
+            return max_n
+        due = int((time.monotonic() - self.t0) * self.rate) - (self.read_count - self.paced_from)
+        return max(0, min(max_n, due))
+
+    def read(self, max_n: int) -> Optional[list]:
+        n = self._due(max_n)
+        if n == 0:
+            return []
+        out = list(itertools.islice(self.it, n))
+        self.read_count += len(out)
+        if len(out) < n:
+            return out or None
+        return out
+
+    def wait_hint(self) -> Optional[float]:
+        if self.rate is None:
+            return 0.0
+        next_at = self.t0 + (self.read_count - self.paced_from + 1) / self.rate
+        return max(0.0, next_at - time.monotonic())
+
+    def position(self) -> Any:
+        return self.read_count
+
+    def seek(self, position: Any) -> None:
+        self.it = iter(self.make_iter())
+        for _ in itertools.islice(self.it, position):
+            pass
+        self.read_count = position
+        self.paced_from = position
+        self.t0 = time.monotonic()
+
+
+class IterableSourceConfig(SourceConfig):
+    """Messages from ``data``: an iterable, or a zero-argument factory returning one.
+
+    The factory form is replayable from any position; a list, tuple or range is
+    too. A generator object cannot travel to a worker: pass a function making it.
+    """
+
+    def __init__(self, name: str, data: Any, rate: Optional[float] = None,
+                 event_time: Optional[Callable[[Any], int]] = None):
+        self.name = name
+        self.rate = rate
+        self.event_time = event_time
+        if isinstance(data, (types.GeneratorType, types.AsyncGeneratorType)) or (
+            hasattr(data, "__next__") and not callable(data)
+        ):
+            raise ValueError(
+                f"IterableSourceConfig({name!r}): a generator/iterator cannot be shipped to a "
+                f"worker or replayed; pass a function that makes it, e.g. "
+                f"IterableSourceConfig({name!r}, lambda: my_generator())"
+            )
+        if callable(data):
+            self.factory = data
+        elif isinstance(data, Iterable):
+            self.factory = None
+            self.data = data if isinstance(data, (list, tuple, range)) else list(data)
+        else:
+            raise ValueError(f"IterableSourceConfig({name!r}): data must be an iterable or a "
+                             f"zero-argument function returning one, got {type(data).__name__}")
+        _check_rate(name, rate)
+
+    def _iter(self) -> Iterable:
+        return self.factory() if self.factory is not None else self.data
+
+    def make_source(self) -> Source:
+        return PacedSource(self._iter, self.rate)
+
+
+class DataFrameSourceConfig(SourceConfig):
+    """Each row of a pandas DataFrame as a dict {column: value}, in order."""
+
+    def __init__(self, name: str, df: Any, rate: Optional[float] = None,
+                 event_time: Optional[Callable[[Any], int]] = None):
+        if not hasattr(df, "to_dict"):
+            raise ValueError(f"DataFrameSourceConfig({name!r}) needs a pandas DataFrame, got {type(df).__name__}")
+        _check_rate(name, rate)
+        self.name = name
+        self.rate = rate
+        self.event_time = event_time
+        self.rows = df.to_dict("records")  # plain Python values: workers need no pandas
+
+    def make_source(self) -> Source:
+        return PacedSource(lambda: self.rows, self.rate)
+
+
+class _GenIter:
+    def __init__(self, gen: Any, limit: Optional[int]):
+        self.gen, self.limit = gen, limit
+
+    def __iter__(self):
+        v = self.gen.initial_value()
+        n = 0
+        while self.limit is None or n < self.limit:
+            yield v
+            n += 1
+            v = self.gen.apply(v)
+
+
+class GenSourceConfig(SourceConfig):
+    """Wallaroo's generator source: ``gen.initial_value()``, then ``gen.apply(previous)``.
+
+    Unbounded unless ``limit`` is given.
+    """
+
+    def __init__(self, gen: Any, name: str = "gen", rate: Optional[float] = None,
+                 limit: Optional[int] = None, event_time: Optional[Callable[[Any], int]] = None):
+        for m in ("initial_value", "apply"):
+            if not callable(getattr(gen, m, None)):
+                raise ValueError(f"GenSourceConfig({name!r}): the generator {gen!r} has no {m}() method")
+        _check_rate(name, rate)
+        self.gen, self.name, self.rate, self.limit = gen, name, rate, limit
+        self.event_time = event_time
+        self.bounded = limit is not None
+
+    def make_source(self) -> Source:
+        return PacedSource(lambda: _GenIter(self.gen, self.limit), self.rate)
+
+
+class CollectorSinkConfig(SinkConfig):
+    """Outputs come back to the driver: ``app.results()`` / ``app.results_frame()``."""
+
+    to_driver = True
+
+    def __init__(self, name: str = "collector"):
+        self.name = name
+
+
+class CallbackSinkConfig(SinkConfig):
+    """A driver-side function called with each batch (a list) of outputs, in arrival order."""
+
+    to_driver = True
+
+    def __init__(self, fn: Callable[[list], Any], name: str = "callback"):
+        if not callable(fn):
+            raise ValueError(f"CallbackSinkConfig needs a function taking a list, got {fn!r}")
+        self.fn = fn
+        self.name = name

@@ -1,0 +1,392 @@
+"""The worker process: ``python -m wallaroo_nb.engine.worker --driver ADDR --id N``.
+
+One thread, one loop: read control messages from the driver, frames from peer
+workers, chunks from the sources this worker runs; feed values one at a time
+through the fused steps; ship what each chunk produced. Sends never block (a
+blocked peer must not deadlock two workers sending to each other): frames wait
+in a per-peer outbox and the sources pause while any outbox is long, which is
+how a fast source slows down instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import sys
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+import cloudpickle
+import msgpack
+import zmq
+
+from .runtime import GROUP_DATA, Runtime
+from .steps import build
+
+CHUNK = 1024  # max values read from a source per loop turn
+FRAMES_PER_TURN = 16  # max peer frames handled per loop turn (fairness with sources)
+OUTBOX_LIMIT = 8  # frames waiting for one peer before sources pause
+HWM = 64  # zmq high-water mark, in frames, on every data and control socket
+IDLE_POLL_MS = 100
+PARENT_CHECK_S = 0.25
+DRIVER_SILENCE_S = 10.0  # no word from the driver this long: it is gone
+
+
+class SourceRun:
+    """A source this worker reads, with the feed of its first steps."""
+
+    def __init__(self, sp: Any, feed: Any):
+        self.sp = sp
+        self.id = sp.id
+        self.name = sp.name
+        self.source = sp.config.make_source()
+        self.feed = feed
+        self.event_time = sp.config.event_time
+        self.done = False
+        self.count = 0
+
+
+class Worker:
+    def __init__(self, driver: str, me: int):
+        self.me = me
+        self.zctx = zmq.Context.instance()
+        self.ctl = self.zctx.socket(zmq.DEALER)
+        self.ctl.setsockopt(zmq.IDENTITY, f"w{me}".encode())
+        self.ctl.setsockopt(zmq.LINGER, 2000)
+        self.ctl.setsockopt(zmq.SNDHWM, HWM * 4)
+        self.ctl.connect(driver)
+        self.ppid = os.getppid()
+        self.stopping = False
+        self.last_driver = time.monotonic()
+        self.driver_out: deque = deque()
+
+    # -- startup ---------------------------------------------------------------------
+
+    def handshake(self) -> dict:
+        self.ctl.send_multipart([b"hello", msgpack.packb({"pid": os.getpid()})])
+        while True:
+            if not self.ctl.poll(int(PARENT_CHECK_S * 1000)):
+                self.check_parent()
+                continue
+            kind, *rest = self.ctl.recv_multipart()
+            if kind == b"plan":
+                return pickle.loads(rest[0])
+            if kind == b"stop":
+                sys.exit(0)
+
+    def setup(self, start: dict) -> None:
+        plan = start["plan"]
+        self.n = start["workers"]
+        self.rt = rt = Runtime(plan, self.me, self.n, start.get("on_error", "record"))
+        for step in plan.steps:
+            if step.kind == "window":
+                from .windowing import make_window_runner
+
+                rt.windows[step.id] = make_window_runner(step.spec)
+            elif step.kind == "sink" and not step.sink.to_driver:
+                sink = step.sink.make_sink()
+                sink.open(self.me)
+                rt.sinks[step.id] = sink
+        self.entry, self.remote = build(rt)
+        self.sources = []
+        for sp in plan.sources:
+            if start["assign"][sp.id] == self.me:
+                kids = [self.entry[c] for c in sp.children]
+                feed = kids[0] if len(kids) == 1 else _fan_out(kids)
+                run = SourceRun(sp, feed)
+                run.source.open(self.me)
+                self.sources.append(run)
+        self.data_in = self.zctx.socket(zmq.PULL)
+        self.data_in.setsockopt(zmq.RCVHWM, HWM)
+        self.data_in.bind(start["data_addrs"][self.me])
+        self.peers: list = [None] * self.n
+        for w, addr in enumerate(start["data_addrs"]):
+            if w != self.me:
+                s = self.zctx.socket(zmq.PUSH)
+                s.setsockopt(zmq.SNDHWM, HWM)
+                s.setsockopt(zmq.LINGER, 2000)
+                s.connect(addr)
+                self.peers[w] = s
+        self.outbox = [deque() for _ in range(self.n)]
+        self.sent = [0] * self.n
+        self.recv = [0] * self.n
+        self.results_sent = 0
+        self.poller = zmq.Poller()
+        self.poller.register(self.ctl, zmq.POLLIN)
+        self.poller.register(self.data_in, zmq.POLLIN)
+        for run in self.sources:
+            for fd in run.source.fds():
+                self.poller.register(fd, zmq.POLLIN)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        start = self.handshake()
+        self.setup(start)
+        self.ctl.send_multipart([b"ready"])
+        self.wait_go()
+        next_check = time.monotonic() + PARENT_CHECK_S
+        while not self.stopping:
+            events = dict(self.poller.poll(self.poll_timeout_ms()))
+            if self.ctl in events:
+                self.handle_control()
+            if self.data_in in events:
+                self.handle_frames()
+            if not self.rt.halted and self.outbox_room():
+                self.read_sources()
+            self.flush()
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + PARENT_CHECK_S
+                self.check_parent()
+        self.shutdown()
+
+    def wait_go(self) -> None:
+        while True:
+            if not self.ctl.poll(int(PARENT_CHECK_S * 1000)):
+                self.check_parent()
+                continue
+            kind, *rest = self.ctl.recv_multipart()
+            self.last_driver = time.monotonic()
+            if kind == b"go":
+                return
+            if kind == b"stop":
+                self.stopping = True
+                self.shutdown()
+                sys.exit(0)
+            if kind == b"req":
+                self.answer(rest)
+
+    def poll_timeout_ms(self) -> int:
+        if any(self.outbox) or self.driver_out:
+            return 1
+        if self.rt.halted:
+            return IDLE_POLL_MS
+        wait = IDLE_POLL_MS / 1000
+        for run in self.sources:
+            if not run.done:
+                hint = run.source.wait_hint()
+                if hint is not None:
+                    wait = min(wait, hint)
+        return int(wait * 1000 + 0.999) if wait > 0 else 0
+
+    def outbox_room(self) -> bool:
+        return len(self.driver_out) < OUTBOX_LIMIT * 4 and all(
+            len(q) < OUTBOX_LIMIT for q in self.outbox)
+
+    def read_sources(self) -> None:
+        rt, ctx = self.rt, self.rt.ctx
+        for run in self.sources:
+            if run.done:
+                continue
+            try:
+                vals = run.source.read(CHUNK)
+            except Exception as e:
+                rt.source_error(run.name, None, e, "source")
+                run.done = True
+                continue
+            if vals is None:
+                run.done = True
+                continue
+            if not vals:
+                continue
+            run.count += len(vals)
+            ctx.src = run.id
+            ctx.ts = ctx.arrived = time.time_ns()
+            feed, etf = run.feed, run.event_time
+            if etf is None:
+                ctx.et = ctx.ts
+                for v in vals:
+                    feed(v)
+            else:
+                for v in vals:
+                    try:
+                        ctx.et = etf(v)
+                    except Exception as e:
+                        rt.source_error(run.name, v, e, "event_time")
+                        continue
+                    feed(v)
+            rt.seal()
+
+    def handle_frames(self) -> None:
+        rt, ctx, remote = self.rt, self.rt.ctx, self.remote
+        for _ in range(FRAMES_PER_TURN):
+            try:
+                frame = self.data_in.recv(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            sender, groups = msgpack.unpackb(frame)
+            self.recv[sender] += 1
+            for g in groups:
+                if g[0] != GROUP_DATA:
+                    continue
+                _, sid, src, ts, ets, payload = g
+                vals = pickle.loads(payload)
+                ctx.src, ctx.ts, ctx.arrived = src, ts, time.time_ns()
+                feed = remote[sid]
+                if ets is None:
+                    ctx.et = ts
+                    for v in vals:
+                        feed(v)
+                else:
+                    for v, e in zip(vals, ets):
+                        ctx.et = e
+                        feed(v)
+                rt.seal()
+
+    def flush(self) -> None:
+        """Frame what seal() produced and hand it to zmq without blocking."""
+        rt = self.rt
+        for w, groups in enumerate(rt.out_groups):
+            if groups:
+                self.outbox[w].append(msgpack.packb([self.me, groups]))
+                rt.out_groups[w] = []
+        if rt.out_results:
+            for sid, payload, n in rt.out_results:
+                self.driver_out.append([b"results", msgpack.packb([sid, n]), payload])
+                self.results_sent += 1
+            rt.out_results = []
+        if rt.errors:
+            self.driver_out.append([b"errors", pickle.dumps(rt.errors)])
+            rt.errors = []
+        for w, q in enumerate(self.outbox):
+            sock = self.peers[w]
+            while q:
+                try:
+                    sock.send(q[0], zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                q.popleft()
+                self.sent[w] += 1
+        q = self.driver_out
+        while q:
+            try:
+                self.ctl.send_multipart(q[0], zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            q.popleft()
+
+    # -- control -----------------------------------------------------------------------
+
+    def handle_control(self) -> None:
+        while True:
+            try:
+                kind, *rest = self.ctl.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.last_driver = time.monotonic()
+            if kind == b"req":
+                self.answer(rest)
+            elif kind == b"stop":
+                self.stopping = True
+                return
+
+    def answer(self, rest: list) -> None:
+        req_id, op = msgpack.unpackb(rest[0])
+        args = pickle.loads(rest[1]) if len(rest) > 1 else {}
+        try:
+            value = (True, OPS[op](self, **args))
+        except Exception as e:
+            value = (False, f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        self.flush()  # results produced so far go out before the reply (FIFO on ctl)
+        try:
+            payload = pickle.dumps(value)
+        except Exception:
+            payload = cloudpickle.dumps(value)
+        self.driver_out.append([b"reply", msgpack.packb(req_id), payload])
+        self.flush()
+
+    def check_parent(self) -> None:
+        if os.getppid() != self.ppid:
+            os._exit(3)  # the driver died: never outlive it
+        if hasattr(self, "rt") and time.monotonic() - self.last_driver > DRIVER_SILENCE_S:
+            os._exit(4)
+
+    def shutdown(self) -> None:
+        rt = getattr(self, "rt", None)
+        if rt is not None:
+            for run in self.sources:
+                _quietly(run.source.close)
+            for sink in rt.sinks.values():
+                _quietly(sink.flush)
+                _quietly(sink.close)
+            self.flush()
+            deadline = time.monotonic() + 2.0
+            while (self.driver_out or any(self.outbox)) and time.monotonic() < deadline:
+                time.sleep(0.005)
+                self.flush()
+        self.ctl.send_multipart([b"bye"])
+
+
+def _fan_out(feeds: list) -> Any:
+    def feed(v: Any) -> None:
+        for f in feeds:
+            f(v)
+
+    return feed
+
+
+def _quietly(fn: Any) -> None:
+    try:
+        fn()
+    except Exception:
+        traceback.print_exc()
+
+
+# -- control operations (the driver's requests) ------------------------------------
+
+
+def op_status(w: Worker) -> dict:
+    rt = w.rt
+    return {
+        "sources": {r.id: (r.done, r.count) for r in w.sources},
+        "sent": list(w.sent),
+        "recv": list(w.recv),
+        "results_sent": w.results_sent,
+        "idle": not (any(w.outbox) or w.driver_out),
+        "halted": rt.halted,
+        "filtered": {rt.plan.steps[i].name: n for i, n in enumerate(rt.filtered) if n},
+        "errors": {rt.plan.steps[i].name: n for i, n in enumerate(rt.error_counts) if n},
+        "sink_counts": dict(rt.sink_counts),
+    }
+
+
+def op_state(w: Worker, step: str) -> bytes:
+    rt = w.rt
+    s = rt.plan.step_named(step)
+    if s.kind == "window":
+        rows = rt.windows[s.id].state_rows()
+    elif s.kind in ("state", "state_multi"):
+        rows = list(rt.states[s.id].items())
+    else:
+        raise ValueError(f"step {step!r} is a {s.kind} step and has no state")
+    return cloudpickle.dumps({"kind": s.kind, "rows": rows, "worker": w.me})
+
+
+OPS = {"status": op_status, "state": op_state}
+
+
+def main(argv: list | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--driver", required=True)
+    p.add_argument("--id", type=int, required=True)
+    a = p.parse_args(argv)
+    w = Worker(a.driver, a.id)
+    try:
+        w.run()
+    except SystemExit:
+        raise
+    except BaseException:
+        tb = traceback.format_exc()
+        try:
+            w.ctl.send_multipart([b"crash", tb.encode()])
+        finally:
+            sys.stderr.write(tb)
+            os._exit(2)
+
+
+if __name__ == "__main__":
+    main()

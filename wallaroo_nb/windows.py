@@ -1,0 +1,328 @@
+"""Windowing API: ``Aggregation``, the window builders and the window spec they make.
+
+``range_windows(r).with_slide(s).with_delay(d).with_late_data_policy(p).over(Agg)``,
+``count_windows(n).over(Agg)`` and ``event_windows().fire_when(pred).over(Agg)``
+return a :class:`WindowSpec`: plain data that ``Pipeline.to()`` accepts and that
+``wallaroo_nb.engine.windowing.make_window_runner`` runs on the workers. Builders
+are immutable (every ``with_*`` returns a new one) and ``.over()`` validates, so
+mistakes surface when the pipeline is built, naming the step and the fix.
+
+All times are integer nanoseconds; the unit functions below convert.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Optional
+
+LATE_DATA_POLICIES = ("drop", "fire_per_message", "place_in_oldest_window")
+_REQUIRED = ("initial_accumulator", "update", "combine", "output")
+# positional arguments each method takes (besides self)
+_ARITY = {"initial_accumulator": (0,), "update": (2,), "combine": (2,), "output": (2, 3)}
+
+
+def _to_ns(n: float, unit_ns: int, unit: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, float)):
+        raise TypeError(f"{unit}() takes a number, got {type(n).__name__}")
+    return n * unit_ns if isinstance(n, int) else int(round(n * unit_ns))
+
+
+def nanoseconds(n: float) -> int:
+    """``n`` nanoseconds, as int ns."""
+    return _to_ns(n, 1, "nanoseconds")
+
+
+def microseconds(n: float) -> int:
+    """``n`` microseconds, as int ns."""
+    return _to_ns(n, 1_000, "microseconds")
+
+
+def milliseconds(n: float) -> int:
+    """``n`` milliseconds, as int ns."""
+    return _to_ns(n, 1_000_000, "milliseconds")
+
+
+def seconds(n: float) -> int:
+    """``n`` seconds, as int ns."""
+    return _to_ns(n, 1_000_000_000, "seconds")
+
+
+def minutes(n: float) -> int:
+    """``n`` minutes, as int ns."""
+    return _to_ns(n, 60_000_000_000, "minutes")
+
+
+def hours(n: float) -> int:
+    """``n`` hours, as int ns."""
+    return _to_ns(n, 3_600_000_000_000, "hours")
+
+
+class Aggregation:
+    """What a window step computes: fold messages into an accumulator, emit it.
+
+    Laws: ``initial_accumulator()`` is the identity of ``combine``; ``combine`` is
+    associative and must not mutate its inputs (sliding windows share panes);
+    ``update`` may mutate and return ``acc``; ``output`` must not mutate ``acc`` and
+    may return None (no output). ``output(key, acc, window)`` with a third
+    parameter receives the window (``.start``, ``.end``).
+
+    Set ``atomic_update = True`` on a class whose ``update`` either raises before
+    changing ``acc`` or completes (``acc.append(x)`` is like that): wallaroo_nb then
+    updates mutable accumulators in place instead of folding each message into a
+    fresh accumulator and combining (see engine/windowing.py, "update errors").
+    """
+
+    atomic_update = False
+
+    def initial_accumulator(self) -> Any:
+        raise NotImplementedError
+
+    def update(self, input: Any, acc: Any) -> Any:
+        raise NotImplementedError
+
+    def combine(self, a: Any, b: Any) -> Any:
+        raise NotImplementedError
+
+    def output(self, key: Any, acc: Any) -> Any:
+        raise NotImplementedError
+
+    def name(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True, eq=False)
+class WindowSpec:
+    """A validated window step, ready for ``Pipeline.to()``: plain data, picklable.
+
+    ``kind`` is "range", "count" or "event". ``agg`` is always an instance (a class
+    given to ``.over()`` is instantiated once, at build time). Fields that do not
+    apply to a kind are None.
+    """
+
+    kind: str
+    name: str
+    agg: Any
+    range_ns: Optional[int] = None
+    slide_ns: Optional[int] = None
+    delay_ns: int = 0
+    late_data_policy: str = "drop"
+    count: Optional[int] = None
+    fire_when: Optional[Callable[[Any], bool]] = None
+    trigger_in_closing_window: bool = True
+    output_takes_window: bool = False
+    atomic_update: bool = field(default=False)
+
+    @property
+    def pane_ns(self) -> Optional[int]:
+        """Pane size of a range window: gcd(range, slide); None for other kinds."""
+        if self.kind != "range":
+            return None
+        a, b = self.range_ns, self.slide_ns
+        while b:
+            a, b = b, a % b
+        return a
+
+    @property
+    def needs_watermarks(self) -> bool:
+        """True when the engine must feed event times and watermarks to this step."""
+        return self.kind == "range"
+
+    def validate(self) -> None:
+        """Raise ValueError (naming the step and the fix) if this spec cannot run."""
+        _check_aggregation(self.agg, self.name)
+        if self.kind == "range":
+            _check_range(self)
+        elif self.kind == "count":
+            _check_positive_int(self.count, "count", self.name, "count_windows(n) counts messages")
+        elif self.kind == "event":
+            if self.fire_when is not None and not callable(self.fire_when):
+                raise ValueError(
+                    f"window step {self.name!r}: fire_when() takes a function message -> bool, "
+                    f"got {type(self.fire_when).__name__}")
+        else:
+            raise ValueError(f"window step {self.name!r}: unknown window kind {self.kind!r}")
+
+
+def _check_positive_int(v: Any, what: str, name: str, hint: str) -> None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(
+            f"window step {name!r}: {what} must be an int, got {v!r} ({type(v).__name__}); {hint}")
+    if v <= 0:
+        raise ValueError(f"window step {name!r}: {what} must be positive, got {v}; {hint}")
+
+
+def _check_range(s: WindowSpec) -> None:
+    units = "use the time units, e.g. wallaroo_nb.seconds(5)"
+    _check_positive_int(s.range_ns, "the range (ns)", s.name, units)
+    _check_positive_int(s.slide_ns, "the slide (ns)", s.name, units)
+    if isinstance(s.delay_ns, bool) or not isinstance(s.delay_ns, int) or s.delay_ns < 0:
+        raise ValueError(
+            f"window step {s.name!r}: the delay must be an int >= 0 of ns, got {s.delay_ns!r}; "
+            f"{units}")
+    if s.slide_ns > s.range_ns:
+        raise ValueError(
+            f"window step {s.name!r}: the slide ({s.slide_ns} ns) is larger than the range "
+            f"({s.range_ns} ns), which would skip data between windows; use a slide <= range "
+            f"(leave the slide out for tumbling windows)")
+    if s.late_data_policy not in LATE_DATA_POLICIES:
+        raise ValueError(
+            f"window step {s.name!r}: unknown late data policy {s.late_data_policy!r}; "
+            f"use one of {', '.join(repr(p) for p in LATE_DATA_POLICIES)}")
+
+
+def _positional_counts(fn: Callable) -> Optional[tuple]:
+    """(required, maximum) positional parameters of ``fn``; max is None for *args;
+    None when the signature cannot be read (builtins)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = sum(1 for p in positional if p.default is p.empty)
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return required, None
+    return required, len(positional)
+
+
+def _accepts(fn: Callable, n: int) -> bool:
+    counts = _positional_counts(fn)
+    if counts is None:
+        return True
+    required, most = counts
+    return required <= n and (most is None or n <= most)
+
+
+def _check_aggregation(agg: Any, name: str) -> None:
+    for m in _REQUIRED:
+        fn = getattr(agg, m, None)
+        inherited = isinstance(agg, Aggregation) and getattr(type(agg), m, None) is getattr(
+            Aggregation, m)
+        if not callable(fn) or inherited:
+            raise ValueError(
+                f"window step {name!r}: the aggregation {type(agg).__name__} has no {m}() "
+                f"method; an Aggregation defines initial_accumulator(), update(input, acc), "
+                f"combine(a, b) and output(key, acc)")
+        if not any(_accepts(fn, n) for n in _ARITY[m]):
+            want = " or ".join(str(n) for n in _ARITY[m])
+            raise ValueError(
+                f"window step {name!r}: {type(agg).__name__}.{m}() must take {want} "
+                f"argument(s) besides self")
+
+
+def _resolve(agg: Any, where: str) -> Any:
+    """Turn what the user passed to ``.over()`` (class or instance) into an instance."""
+    if isinstance(agg, type):
+        try:
+            return agg()
+        except TypeError as e:
+            raise ValueError(
+                f"{where}.over({agg.__name__}): could not make {agg.__name__}() with no "
+                f"arguments ({e}); pass an instance instead, e.g. .over({agg.__name__}(...))"
+            ) from e
+    if callable(agg) and not any(hasattr(agg, m) for m in _REQUIRED):
+        raise ValueError(
+            f"{where}.over(...): got the function {getattr(agg, '__name__', agg)!r}; pass an "
+            f"Aggregation class or instance (initial_accumulator, update, combine, output)")
+    return agg
+
+
+def _step_name(agg: Any) -> str:
+    name_fn = getattr(agg, "name", None)
+    if callable(name_fn):
+        name = name_fn()
+        if not isinstance(name, str) or not name:
+            raise ValueError(
+                f"the aggregation {type(agg).__name__}: name() must return a non-empty str, "
+                f"got {name!r}")
+        return name
+    return type(agg).__name__
+
+
+def _make_spec(where: str, kind: str, agg: Any, **fields: Any) -> WindowSpec:
+    agg = _resolve(agg, where)
+    name = _step_name(agg)
+    _check_aggregation(agg, name)
+    counts = _positional_counts(agg.output)
+    takes_window = counts is not None and (counts[1] is None or counts[1] >= 3)
+    spec = WindowSpec(kind=kind, name=name, agg=agg, output_takes_window=takes_window,
+                      atomic_update=bool(getattr(agg, "atomic_update", False)), **fields)
+    spec.validate()
+    return spec
+
+
+@dataclass(frozen=True)
+class RangeWindows:
+    """Builder for tumbling/sliding event-time windows [start, end) aligned to the slide."""
+
+    range_ns: Any
+    slide_ns: Any = None
+    delay_ns: Any = 0
+    late_data_policy: Any = "drop"
+
+    def with_slide(self, slide_ns: int) -> RangeWindows:
+        """Windows start every ``slide_ns`` (<= range); default: the range (tumbling)."""
+        return replace(self, slide_ns=slide_ns)
+
+    def with_delay(self, delay_ns: int) -> RangeWindows:
+        """A window [s, e) fires once the watermark reaches e + delay."""
+        return replace(self, delay_ns=delay_ns)
+
+    def with_late_data_policy(self, policy: str) -> RangeWindows:
+        """"drop" (default), "fire_per_message" or "place_in_oldest_window"."""
+        return replace(self, late_data_policy=policy)
+
+    def over(self, agg: Any) -> WindowSpec:
+        """The window step computing ``agg`` (an Aggregation class or instance)."""
+        slide = self.range_ns if self.slide_ns is None else self.slide_ns
+        return _make_spec("range_windows(...)", "range", agg, range_ns=self.range_ns,
+                          slide_ns=slide, delay_ns=self.delay_ns,
+                          late_data_policy=self.late_data_policy)
+
+
+@dataclass(frozen=True)
+class CountWindows:
+    """Builder for windows of ``count`` messages per key."""
+
+    count: Any
+
+    def over(self, agg: Any) -> WindowSpec:
+        """The window step computing ``agg`` (an Aggregation class or instance)."""
+        return _make_spec("count_windows(...)", "count", agg, count=self.count)
+
+
+@dataclass(frozen=True)
+class EventWindows:
+    """Builder for event-driven windows: they fire on a trigger, per key."""
+
+    fire_when_fn: Optional[Callable[[Any], bool]] = None
+    in_closing_window: bool = True
+
+    def fire_when(self, pred: Callable[[Any], bool], include: bool = True) -> EventWindows:
+        """Also fire a key's window when ``pred(message)`` is true for one of its messages.
+
+        ``include=True`` (default): that message is the last one of the window that
+        fires (an end-of-group marker). ``include=False``: the window fires with what
+        came before, and the message starts the next window (a start marker).
+        """
+        return replace(self, fire_when_fn=pred, in_closing_window=bool(include))
+
+    def over(self, agg: Any) -> WindowSpec:
+        """The window step computing ``agg`` (an Aggregation class or instance)."""
+        return _make_spec("event_windows()", "event", agg, fire_when=self.fire_when_fn,
+                          trigger_in_closing_window=self.in_closing_window)
+
+
+def range_windows(range_ns: int) -> RangeWindows:
+    """Event-time windows ``range_ns`` long; tumbling unless ``.with_slide()``."""
+    return RangeWindows(range_ns)
+
+
+def count_windows(count: int) -> CountWindows:
+    """Windows that fire every ``count`` messages of a key."""
+    return CountWindows(count)
+
+
+def event_windows() -> EventWindows:
+    """Windows that fire on ``app.trigger(step, key)`` or on ``.fire_when(pred)``."""
+    return EventWindows()
