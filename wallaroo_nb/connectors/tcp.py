@@ -118,7 +118,7 @@ class TCPSourceConfig(SourceConfig):
 class _Client:
     """One accepted connection and the bytes read from it but not yet framed."""
 
-    __slots__ = ("sock", "peer", "parser", "stalled_since", "eof")
+    __slots__ = ("sock", "peer", "parser", "stalled_since", "eof", "closed")
 
     def __init__(self, sock: socket.socket, peer: str, parser: FrameParser, now: float) -> None:
         self.sock = sock
@@ -126,6 +126,7 @@ class _Client:
         self.parser = parser
         self.stalled_since: Optional[float] = now  # when the pending partial frame began
         self.eof = False
+        self.closed = False
 
 
 class TCPSource(Source):
@@ -214,7 +215,7 @@ class TCPSource(Source):
             for cl in active:
                 took = self._take(cl, out, min(share, budget), now)
                 budget -= took
-                if took and not cl.sock._closed:
+                if took and not cl.closed:
                     still.append(cl)
                 if budget <= 0:
                     break
@@ -264,8 +265,9 @@ class TCPSource(Source):
             if payload is not None:
                 took += 1
                 self._decode(payload, out)
+                # Whatever follows is the start of a new frame, begun about now.
+                cl.stalled_since = now if cl.parser.buffered() else None
                 continue
-            cl.stalled_since = now if cl.parser.buffered() else None
             if cl.eof or not self._recv(cl, now):
                 break
         if cl.eof and not cl.parser.has_frame():
@@ -323,13 +325,21 @@ class TCPSource(Source):
         for cl in list(self.clients):
             if cl.stalled_since is None or now - cl.stalled_since < timeout:
                 continue
-            if cl.parser.has_frame() or self._recv(cl, now):
-                continue  # it has made progress after all: serve it next read
+            # Unread data may be waiting in the kernel only because we were busy:
+            # if it completes the frame, serve the client rather than close it.
+            while not cl.parser.has_frame() and self._recv(cl, now):
+                pass
+            if cl.parser.has_frame():
+                continue
+            if cl.eof:
+                self._finish(cl)
+                continue
             self.counts["idle_closed"] += 1
             what = "a partial frame" if cl.parser.buffered() else "no data"
             self._close_bad(cl, "idle", f"{what} for {timeout:g}s (idle_timeout)")
 
     def _drop_client(self, cl: _Client) -> None:
+        cl.closed = True
         cl.sock.close()
         if cl in self.clients:
             self.clients.remove(cl)
