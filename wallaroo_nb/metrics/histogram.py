@@ -102,7 +102,7 @@ def merge_into(dst: Histogram, src: Histogram) -> None:
     """Add src into dst in place."""
     if src.count == 0:
         return
-    dst.counts = [a + b for a, b in zip(dst.counts, src.counts)]
+    dst.counts = [a + b for a, b in zip(dst.counts, src.counts, strict=True)]
     _merge_summary(dst, src.count, src.min, src.max, src.sum)
 
 
@@ -120,7 +120,7 @@ def delta(after: Histogram, before: Histogram) -> Histogram:
     otherwise the edge of the lowest/highest non-empty bin clamped to after's.
     """
     out = Histogram()
-    out.counts = [a - b for a, b in zip(after.counts, before.counts)]
+    out.counts = [a - b for a, b in zip(after.counts, before.counts, strict=True)]
     if any(c < 0 for c in out.counts) or after.count < before.count:
         raise ValueError("`after` is not a later snapshot of `before`")
     out.count = after.count - before.count
@@ -168,7 +168,7 @@ def percentiles(h: Histogram, qs: Sequence[float]) -> list[float]:
         return [math.nan] * len(qs)
     order = sorted(range(len(qs)), key=lambda i: qs[i])
     out = [0.0] * len(qs)
-    for i, v in zip(order, _percentiles_sorted(h, [qs[i] for i in order])):
+    for i, v in zip(order, _percentiles_sorted(h, [qs[i] for i in order]), strict=True):
         out[i] = v
     return out
 
