@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import atexit
 import html
+import linecache
+import re
 import threading
 import time
 import weakref
@@ -33,6 +35,7 @@ class App:
     def __init__(self, application: Application, workers: int, on_error: str):
         self.name = application.name
         self.plan = make_plan(application)
+        self._code_files = _code_files(self.plan)
         self.workers = workers
         self.on_error = on_error
         self._results: list = []
@@ -58,6 +61,8 @@ class App:
             self._cond.notify_all()
 
     def _add_errors(self, records: list) -> None:
+        for r in records:
+            r["traceback"] = _restore_sources(r["traceback"], self._code_files)
         with self._cond:
             self._errors.extend(records)
             self._cond.notify_all()
@@ -100,6 +105,7 @@ class App:
 
     def _raise_failure(self) -> None:
         if self._driver.failure is not None:
+            self.stop()  # a failed app is halted before the error reaches the user
             raise self._driver.failure
 
     # -- waiting --------------------------------------------------------------------------
@@ -276,6 +282,49 @@ def _quiescent(snap: list, received: list) -> Optional[tuple]:
             if sa["sent"][b] != sb["recv"][a]:
                 return None
     return tuple((tuple(st["sent"]), tuple(st["recv"]), st["results_sent"]) for st in snap)
+
+
+_DYNAMIC_FRAME = re.compile(r'^  File "<dynamic-code>", line (\d+), in (\S+)$')
+
+
+def _code_files(plan: Any) -> dict:
+    """Function name -> (filename, first line) for the user code in a plan."""
+    found: dict = {}
+
+    def add(fn: Any) -> None:
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            found.setdefault(code.co_name, code.co_filename)
+
+    for st in plan.steps:
+        add(st.fn)
+        add(st.key_fn)
+        cls = st.state_cls or getattr(st.spec, "agg", None)
+        for attr in vars(cls).values() if isinstance(cls, type) else ():
+            add(attr)
+        for name in ("fn", "event_time"):
+            add(getattr(st.sink, name, None))
+    for sp in plan.sources:
+        add(getattr(sp.config, "event_time", None))
+    return found
+
+
+def _restore_sources(tb: str, files: dict) -> str:
+    """Workers run user code unpickled from the driver, so their tracebacks say
+    <dynamic-code>; put back the driver's file name and source line (a notebook
+    cell's, too: IPython keeps cell sources in linecache)."""
+    out = []
+    for line in tb.splitlines():
+        m = _DYNAMIC_FRAME.match(line)
+        if m and m.group(2) in files:
+            filename = files[m.group(2)]
+            out.append(f'  File "{filename}", line {m.group(1)}, in {m.group(2)}')
+            src = linecache.getline(filename, int(m.group(1))).strip()
+            if src:
+                out.append(f"    {src}")
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def _state_fields(st: Any) -> dict:

@@ -1,0 +1,229 @@
+"""The engine on real worker processes over real ZeroMQ sockets."""
+
+from __future__ import annotations
+
+import collections
+import random
+import time
+
+import pytest
+
+import wallaroo_nb as w
+
+
+@w.computation_multi("split")
+def split(line):
+    return line.split()
+
+
+@w.key_extractor
+def identity(x):
+    return x
+
+
+class Count:
+    def __init__(self):
+        self.n = 0
+
+
+@w.state_computation("count word", state=Count)
+def count_word(word, c):
+    c.n += 1
+    return (word, c.n)
+
+
+class Total:
+    def __init__(self):
+        self.total = 0
+
+
+@w.key_extractor
+def first(e):
+    return e[0]
+
+
+@w.state_computation("running sum", state=Total)
+def running_sum(e, st):
+    st.total += e[1]
+    return (e[0], st.total)
+
+
+def word_count_pipeline(lines):
+    return (w.source("word count", w.IterableSourceConfig("lines", lines))
+            .to(split).key_by(identity).to(count_word).to_sink(w.CollectorSinkConfig()))
+
+
+def sum_pipeline(events, **kw):
+    return (w.source("sums", w.IterableSourceConfig("events", events, **kw))
+            .key_by(first).to(running_sum).to_sink(w.CollectorSinkConfig()))
+
+
+def reference_counts(lines):
+    out, counts = [], collections.Counter()
+    for line in lines:
+        for word in line.split():
+            counts[word] += 1
+            out.append((word, counts[word]))
+    return out, counts
+
+
+def per_key(outputs):
+    by = collections.defaultdict(list)
+    for k, v in outputs:
+        by[k].append(v)
+    return dict(by)
+
+
+LINES = [" ".join(random.Random(i).choice("a b c d e f g h i j k l".split()) for _ in range(8))
+         for i in range(3000)]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_word_count_matches_reference(start, workers):
+    app = start(word_count_pipeline(LINES), workers=workers)
+    app.wait(timeout=60)
+    expected, counts = reference_counts(LINES)
+    got = app.results()
+    assert sorted(got) == sorted(expected)
+    # per-key order: each key's counts arrive as 1, 2, 3, ...
+    assert per_key(got) == per_key(expected)
+    state = app.state("count word")
+    assert dict(zip(state["key"], state["n"])) == dict(counts)
+    assert set(state["worker"]) <= set(range(workers))
+
+
+def test_results_independent_of_worker_count(start):
+    rnd = random.Random(7)
+    events = [(f"k{rnd.randrange(500)}", rnd.randrange(1000)) for _ in range(50_000)]
+    finals = []
+    for n in (1, 2, 3):
+        app = start(sum_pipeline(events), workers=n)
+        app.wait(timeout=60)
+        finals.append(per_key(app.results()))
+        app.stop()
+    expected = collections.defaultdict(list)
+    totals = collections.Counter()
+    for k, v in events:
+        totals[k] += v
+        expected[k].append(totals[k])
+    assert finals[0] == finals[1] == finals[2] == dict(expected)
+
+
+def test_keys_spread_over_workers(start):
+    events = [(f"k{i}", 1) for i in range(2000)]
+    app = start(sum_pipeline(events), workers=3)
+    app.wait(timeout=60)
+    df = app.state("running sum")
+    assert len(df) == 2000 and df["total"].eq(1).all()
+    assert set(df["worker"]) == {0, 1, 2}
+    # the same key always lands on the same slot, and a slot has one owner
+    assert df.groupby("slot")["worker"].nunique().eq(1).all()
+
+
+def test_stateless_chain_merge_and_collect(start):
+    @w.computation("double")
+    def double(x):
+        return x * 2
+
+    @w.computation("drop odd thirds")
+    def keep(x):
+        return None if x % 3 == 0 else x
+
+    class Sum:
+        def __init__(self):
+            self.s = 0
+
+    @w.state_computation("global sum", state=Sum)
+    def gsum(x, st):
+        st.s += x
+        return st.s
+
+    a = w.source("a", w.IterableSourceConfig("a", range(0, 1000))).to(double)
+    b = w.source("b", w.IterableSourceConfig("b", range(1000, 2000))).to(keep)
+    p = a.merge(b).collect().to(gsum).to_sink(w.CollectorSinkConfig())
+    app = start(p, workers=2)
+    app.wait(timeout=60)
+    res = app.results()
+    expected_total = sum(x * 2 for x in range(1000)) + sum(x for x in range(1000, 2000) if x % 3)
+    assert len(res) == 1000 + sum(1 for x in range(1000, 2000) if x % 3)
+    assert max(res) == expected_total and res == sorted(res)
+    assert app.status()["results"] == len(res)
+
+
+def test_to_sinks_fan_out_and_callback(start):
+    got = []
+    p = (w.source("n", w.IterableSourceConfig("n", lambda: range(500)))
+         .to_sinks([w.CollectorSinkConfig(), w.CallbackSinkConfig(got.extend)]))
+    app = start(p, workers=2)
+    app.wait(timeout=60)
+    assert app.results() == list(range(500))
+    assert got == list(range(500))
+
+
+def test_wait_count_and_results_frame(start):
+    app = start(sum_pipeline([("a", 1), ("b", 2), ("a", 3)]), workers=2)
+    app.wait(count=3, timeout=30)
+    df = app.results_frame(columns=["key", "total"])
+    assert sorted(map(tuple, df.values.tolist())) == [("a", 1), ("a", 4), ("b", 2)]
+
+
+def test_dataframe_source(start):
+    import pandas as pd
+
+    df = pd.DataFrame({"k": ["x", "y", "x"], "v": [1, 2, 3]})
+
+    @w.state_computation("sum v", state=Total)
+    def sum_v(row, st):
+        st.total += row["v"]
+        return {"k": row["k"], "total": st.total}
+
+    p = (w.source("df", w.DataFrameSourceConfig("rows", df)).key_by(lambda r: r["k"])
+         .to(sum_v).to_sink(w.CollectorSinkConfig()))
+    app = start(p, workers=2)
+    app.wait(timeout=30)
+    out = app.results_frame()
+    assert sorted(out.itertuples(index=False, name=None)) == [("x", 1), ("x", 4), ("y", 2)]
+
+
+def test_rate_paces_the_source(start):
+    app = start(sum_pipeline([("a", 1)] * 300, rate=1000), workers=1)
+    app._driver.ready.wait(30)
+    t = time.monotonic()
+    app.wait(timeout=30)
+    assert time.monotonic() - t >= 0.25  # 300 events at 1000/s
+
+
+def test_gen_source_unbounded_needs_count(start):
+    class Counter:
+        def initial_value(self):
+            return 0
+
+        def apply(self, v):
+            return v + 1
+
+    p = w.source("gen", w.GenSourceConfig(Counter())).to_sink(w.CollectorSinkConfig())
+    app = start(p, workers=1)
+    with pytest.raises(ValueError, match="never end"):
+        app.wait()
+    app.wait(count=100, timeout=30)
+    assert app.results()[:100] == list(range(100))
+
+
+def test_wait_timeout_names_what_is_in_flight(start):
+    p = sum_pipeline([("a", 1)] * 100_000, rate=100)
+    app = start(p, workers=2)
+    with pytest.raises(TimeoutError, match="source 'events' on worker 0 has read"):
+        app.wait(timeout=1.0)
+
+
+def test_stop_is_idempotent_and_leaves_no_process(start):
+    from conftest import pid_alive
+
+    app = start(word_count_pipeline(LINES), workers=2)
+    app.wait(timeout=30)
+    pids = app.pids
+    app.stop()
+    app.stop()
+    assert not app.running
+    assert not any(pid_alive(p) for p in pids)
+    assert len(app.results()) > 0  # results outlive the workers
