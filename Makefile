@@ -10,12 +10,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	bash .ci/install-kafka-broker.sh
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/wallaroo-nb demo --workers 2
 
 test: $(STAMP)
+	@if [ -f .ci/install-browser.sh ]; then bash .ci/install-browser.sh; fi
 	$(BIN)/ruff check wallaroo_nb tests bench
 	$(BIN)/python -m pytest -q
 
