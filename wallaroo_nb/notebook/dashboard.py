@@ -1,0 +1,264 @@
+"""Live latency dashboard: percentiles, throughput and percent-by-bin of a running app.
+
+`dashboard(app)` returns an ipywidgets VBox (series dropdown, bokeh plots,
+status line). A daemon thread polls the App about once a second and streams
+new seconds into the plots' ColumnDataSource, so it keeps going while another
+cell blocks the kernel. It stops when the app stops, the app is garbage
+collected (it holds only a weak reference) or the box is closed.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import ipywidgets as widgets
+import pandas as pd
+from bokeh.models import ColumnDataSource
+from jupyter_bokeh import BokehModel
+
+from .report import bins_columns, empty_history, history_columns, make_plots
+
+INTERVAL = 1.0  # seconds between updates
+ROLLOVER = 300  # rows kept in the plots: five minutes of seconds
+NAMES_EVERY = 10  # ticks between full refreshes of the worker list
+CATEGORY_ORDER = {"pipeline": 0, "computation": 1, "worker": 2}
+_ECHOED = frozenset({"ColumnsStreamed", "ColumnsPatched"})
+
+_bokehjs_loaded = False
+
+
+class EchoSafeBokehModel(BokehModel):
+    """BokehModel that ignores changes echoed back by the browser.
+
+    jupyter_bokeh 4.1's view re-sends every document event it applied from the
+    kernel, and `BokehModel._sync_model` would apply streamed columns a second
+    time (doubling the Python-side data). Only the kernel streams here, so any
+    incoming ColumnsStreamed/ColumnsPatched is an echo; so is a ModelChanged of
+    an attribute listed in `kernel_owned` ({model: attrs}), which a late echo
+    would otherwise roll back to an old value.
+    """
+
+    def __init__(
+        self, model: Any, lock: Any = None, kernel_owned: dict[Any, Iterable[str]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, **kwargs)
+        self._doc_lock = lock if lock is not None else threading.RLock()
+        self._kernel_owned = {
+            (m.id, attr) for m, attrs in (kernel_owned or {}).items() for attr in attrs
+        }
+
+    def _sync_model(self, model: Any, content: dict, buffers: list) -> None:
+        if content.get("event") == "jsevent" and self._is_echo(content):
+            return
+        with self._doc_lock:  # the updater thread changes the same document
+            super()._sync_model(model, content, buffers)
+
+    def _is_echo(self, content: dict) -> bool:
+        kind = content.get("kind")
+        if kind in _ECHOED:
+            return True
+        if kind == "ModelChanged":
+            ref = content.get("model")
+            model_id = ref.get("id") if isinstance(ref, dict) else None
+            return (model_id, content.get("attr")) in self._kernel_owned
+        return False
+
+
+class Dashboard(widgets.VBox):
+    """The live view; `close()` stops its thread. Build it with `dashboard(app)`."""
+
+    def __init__(self, app: Any, interval: float = INTERVAL, window: str = "5min") -> None:
+        self._app_ref = weakref.ref(app)  # never keep the app alive
+        self._interval = interval
+        self._window = window
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._selection: tuple[str, str, str] | None = None
+        self._reset = True  # reload the whole history on the next tick
+        self._last_ms = float("-inf")  # plot time of the newest streamed row
+        self._last_tick = 0.0  # time.monotonic() of the last successful update
+        self._names: list = []
+        self._quiet = False  # set while the thread rewrites the dropdown
+
+        self.history_source = ColumnDataSource(empty_history())
+        self.bins_source = ColumnDataSource(bins_columns(pd.DataFrame(columns=["bin", "percent", "count"])))
+        layout, self._bin_range = make_plots(self.history_source, self.bins_source)
+        self.plot = EchoSafeBokehModel(layout, lock=self._lock, kernel_owned={
+            self.history_source: ["data"], self.bins_source: ["data"], self._bin_range: ["factors"],
+        })
+        self.selector = widgets.Dropdown(description="series", options=[], layout={"width": "480px"})
+        self.selector.observe(self._on_select, "value")
+        self.status = widgets.HTML("starting…")
+        super().__init__([self.selector, self.plot, self.status])
+
+        self._thread = threading.Thread(target=self._run, name="wallaroo_nb-dashboard", daemon=True)
+        self._thread.start()
+
+    # -- public ------------------------------------------------------------------
+
+    @property
+    def updating(self) -> bool:
+        """True while the update thread runs."""
+        return self._thread.is_alive()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Wait for the update thread to exit; True if it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def close(self) -> None:
+        """Stop updating and close all the widgets."""
+        self._closed = True
+        self._wake.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(1.0)  # brief: an update in flight finishes on its own
+        for w in (self.selector, self.status, self.plot):
+            w.close()
+        super().close()
+
+    # -- the update thread ---------------------------------------------------------
+
+    def _on_select(self, change: dict) -> None:
+        if self._quiet or change["new"] is None:
+            return
+        with self._lock:
+            self._selection = tuple(change["new"])
+            self._reset = True
+        self._wake.set()
+
+    def _run(self) -> None:
+        tick = 0
+        why = "closed"
+        while not self._closed:
+            app = self._app_ref()
+            if app is None:
+                why = "app gone"
+                break
+            try:
+                running = bool(app.running)
+                self._tick(app, tick)
+                tick += 1
+                error = None
+            except Exception as e:  # show it and keep trying: the next second may work
+                running, error = True, f"{type(e).__name__}: {e}"
+            finally:
+                del app
+            if not running:
+                why = "app stopped"
+                break
+            if error:
+                self._set_status(f"update failed: {html.escape(error)}")
+            self._wake.wait(self._interval)
+            self._wake.clear()
+        if not self._closed:
+            self._set_status(f"{why}; not updating")
+
+    def _tick(self, app: Any, tick: int) -> None:
+        names = sorted(app.metrics_names())
+        if names != self._names or tick % NAMES_EVERY == 0 or self._selection is None:
+            self._names = names
+            self._refresh_options(app.metrics(window=self._window))
+        with self._lock:
+            selection, reset = self._selection, self._reset
+            self._reset = False
+        if selection is None:
+            self._set_status("waiting for metrics…")
+            return
+        category, name, worker = selection
+        since = time.monotonic() - self._last_tick
+        if reset or since > 290:
+            reset, window = True, self._window
+        else:  # just enough to cover what is new since the last update
+            window = f"{int(since) + 3}s"
+        hist = app.metrics_history(category, name, worker, window=window)
+        bins = bins_columns(app.metrics_bins(category, name, worker, window=self._window))
+        cols = history_columns(hist)
+        with self._lock:
+            if reset:
+                self.history_source.data = cols
+                self._last_ms = cols["time"][-1] if cols["time"] else float("-inf")
+            else:
+                new = [i for i, t in enumerate(cols["time"]) if t > self._last_ms]
+                if new:
+                    self.history_source.stream(
+                        {k: [v[i] for i in new] for k, v in cols.items()}, rollover=ROLLOVER
+                    )
+                    self._last_ms = cols["time"][new[-1]]
+            self._last_tick = time.monotonic()
+            if bins != dict(self.bins_source.data):
+                self._bin_range.factors = bins["bin"]
+                self.bins_source.data = bins
+        self._set_status(_summary(hist, selection))
+
+    def _refresh_options(self, frame: pd.DataFrame) -> None:
+        keys = [
+            (str(c), str(n), str(w)) for c, n, w in zip(
+                frame["category"], frame["name"], frame["worker"], strict=True
+            )
+        ]
+        keys.sort(key=lambda k: (CATEGORY_ORDER.get(k[0], 9), k[0], k[1], k[2] != "all", k[2]))
+        options = [(f"{c}: {n} ({'all workers' if w == 'all' else w})", (c, n, w)) for c, n, w in keys]
+        if options == list(self.selector.options):
+            return
+        with self._lock:
+            current = self._selection
+            if current not in keys:
+                current = keys[0] if keys else None
+                self._selection, self._reset = current, True
+        self._quiet = True
+        try:
+            self.selector.options = options
+            self.selector.value = current
+        finally:
+            self._quiet = False
+
+    def _set_status(self, text: str) -> None:
+        if not self._closed:
+            self.status.value = f"<small>{text} · {time.strftime('%H:%M:%S')}</small>"
+
+
+def _summary(hist: pd.DataFrame, selection: tuple[str, str, str]) -> str:
+    category, name, worker = selection
+    label = html.escape(f"{category} {name} ({worker})")
+    if hist.empty:
+        return f"{label}: no complete second yet"
+    last = hist.iloc[-1]
+    p99 = "–" if pd.isna(last["p99_us"]) else f"{last['p99_us']:.1f} µs"
+    return f"{label}: {last['rate']:.0f} msg/s, p99 {p99} (last second)"
+
+
+def dashboard(
+    app: Any, interval: float = INTERVAL, window: str = "5min", load_bokehjs: bool = True
+) -> Dashboard:
+    """A live latency dashboard for `app`; display it (last expression of a cell).
+
+    BokehJS is published inline into the notebook once per kernel (no CDN).
+    """
+    if load_bokehjs:
+        _load_bokehjs()
+    return Dashboard(app, interval=interval, window=window)
+
+
+def _load_bokehjs() -> None:
+    global _bokehjs_loaded
+    if _bokehjs_loaded:
+        return
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipywidgets brings IPython
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        return  # not in a kernel: nothing to load into
+    from bokeh.io.notebook import load_notebook
+    from bokeh.resources import INLINE
+
+    load_notebook(resources=INLINE, hide_banner=True)
+    _bokehjs_loaded = True
