@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 
+# Counters that stats() always reports, zero until something happens.
+_SOURCE_COUNTERS = ("accepted", "closed", "refused", "bytes", "frames", "dropped", "oversize",
+                    "truncated", "idle_closed", "conn_errors")
+_SINK_COUNTERS = ("accepted", "sent", "sent_bytes", "dropped", "dropped_bytes", "blocked",
+                  "connect_attempts", "connects", "connect_failures", "disconnects")
+
 
 def _port(port: Any) -> int:
     """A TCP port from an int or a numeric string (Wallaroo's parsers give strings)."""
@@ -353,7 +359,8 @@ class TCPSource(Source):
 
     def stats(self) -> dict:
         """Counters: frames, dropped (decoder None), errors by kind, connections, bytes."""
-        out = dict(self.counts)
+        out = dict.fromkeys(_SOURCE_COUNTERS, 0)
+        out.update(self.counts)
         out.update({f"errors_{k}": v for k, v in self.errors.counts.items()})
         out["clients"] = len(self.clients)
         out["buffered_bytes"] = sum(cl.parser.buffered() for cl in self.clients)
@@ -665,7 +672,8 @@ class TCPSink(Sink):
 
     def stats(self) -> dict:
         """Counters: accepted, sent, dropped, connects, failures, and what is buffered."""
-        out = dict(self.counts)
+        out = dict.fromkeys(_SINK_COUNTERS, 0)
+        out.update(self.counts)
         out.update({f"errors_{k}": v for k, v in self.errors.counts.items()})
         out["buffered_bytes"] = self.buffered
         out["buffered_messages"] = len(self.queue)

@@ -1,0 +1,255 @@
+"""The TCP source against real clients on 127.0.0.1, good and bad."""
+
+import os
+import select
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from wallaroo_nb.connectors.framing import frame
+from wallaroo_nb.connectors.tcp import TCPSourceConfig
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Dec:
+    """What api.decoder produces: fn plus the header description."""
+
+    def __init__(self, fn, header_length=4, length_fmt=">I"):
+        self.fn, self.header_length, self.length_fmt = fn, header_length, length_fmt
+
+
+@pytest.fixture
+def make_source():
+    made = []
+
+    def make(decoder=lambda b: b.decode(), **kw):
+        src = TCPSourceConfig("src", "127.0.0.1", 0, decoder, **kw).make_source()
+        src.open(0)
+        made.append(src)
+        return src
+
+    yield make
+    for src in made:
+        src.close()
+
+
+@pytest.fixture
+def connect():
+    socks = []
+
+    def conn(src):
+        s = socket.create_connection(src.address)
+        socks.append(s)
+        return s
+
+    yield conn
+    for s in socks:
+        s.close()
+
+
+def pump(src, until, timeout=5.0, max_n=100):
+    """Drive the source like the worker loop: poll its fds, honour wait_hint, read."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while not until(out) and time.monotonic() < deadline:
+        hint = src.wait_hint()
+        wait = 0.05 if hint is None else min(hint, 0.05)
+        select.select(src.fds(), [], [], wait)
+        out += src.read(max_n)
+    return out
+
+
+def count(n):
+    return lambda out: len(out) >= n
+
+
+def test_binds_loopback_when_no_host_given():
+    src = TCPSourceConfig("s", None, 0, bytes.decode).make_source()
+    src.open(0)
+    try:
+        assert src.address[0] == "127.0.0.1"
+        assert src.fds() == [src.listener.fileno()]
+    finally:
+        src.close()
+
+
+def test_config_is_unbounded_and_not_replayable():
+    cfg = TCPSourceConfig("s", "127.0.0.1", "7000", bytes.decode)
+    cfg.check()
+    assert cfg.bounded is False and cfg.make_source().replayable is False
+
+
+@pytest.mark.parametrize("bad", [dict(port=70000), dict(port="x"), dict(max_frame=0),
+                                 dict(decoder=Dec(bytes.decode, 4, ">H"))])
+def test_check_names_the_problem(bad):
+    args = dict(name="s", host="127.0.0.1", port=0, decoder=bytes.decode) | bad
+    with pytest.raises(ValueError, match="TCPSourceConfig 's'"):
+        TCPSourceConfig(**args).check()
+
+
+def test_many_clients_at_once_keep_their_order(make_source, connect):
+    src = make_source(decoder=lambda b: tuple(b.decode().split(":")))
+    clients = [connect(src) for _ in range(20)]
+    for i, c in enumerate(clients):
+        c.sendall(b"".join(frame(f"{i}:{j}".encode()) for j in range(50)))
+    out = pump(src, count(1000))
+    assert len(out) == 1000
+    for i in range(20):
+        assert [int(j) for c, j in out if c == str(i)] == list(range(50))
+    assert src.stats()["accepted"] == 20
+
+
+def test_custom_header_from_decorated_decoder(make_source, connect):
+    src = make_source(decoder=Dec(lambda b: b.upper(), 2, "<H"))
+    connect(src).sendall(b"".join(struct.pack("<H", len(m)) + m for m in [b"ab", b"", b"c"]))
+    assert pump(src, count(3)) == [b"AB", b"", b"C"]
+
+
+def test_oversized_frame_closes_only_that_client(make_source, connect):
+    src = make_source(max_frame=100)
+    bad, good = connect(src), connect(src)
+    bad.sendall(frame(b"before") + struct.pack(">I", 101) + b"x" * 101)
+    good.sendall(frame(b"g1"))
+    out = pump(src, lambda o: src.stats().get("oversize"))
+    good.sendall(frame(b"g2"))
+    out += pump(src, lambda o: "g2" in o)
+    assert sorted(out) == ["before", "g1", "g2"]  # what came before the bad frame is kept
+    errors = src.drain_errors()
+    assert [e["where"] for e in errors] == ["frame"] and "max_frame=100" in errors[0]["error"]
+    bad.settimeout(2)
+    assert bad.recv(10) == b""  # the offender was disconnected
+    assert src.stats()["clients"] == 1
+
+
+def test_truncated_frame_at_disconnect_is_counted(make_source, connect):
+    src = make_source()
+    c = connect(src)
+    c.sendall(frame(b"whole") + frame(b"cut short")[:7])
+    c.close()
+    out = pump(src, lambda o: src.stats().get("truncated"))
+    assert out == ["whole"]
+    (err,) = src.drain_errors()
+    assert err["where"] == "frame" and "mid-frame" in err["error"]
+    assert src.stats()["clients"] == 0
+
+
+def test_random_bytes_hurt_only_their_sender(make_source, connect):
+    src = make_source(max_frame=1000)
+    junk, good = connect(src), connect(src)
+    junk.sendall(os.urandom(20_000))
+    for i in range(100):
+        good.sendall(frame(f"m{i}".encode()))
+    out = pump(src, lambda o: sum(x.startswith("m") for x in o if isinstance(x, str)) >= 100)
+    assert [x for x in out if x.startswith("m") and x[1:].isdigit()][-100:] == [
+        f"m{i}" for i in range(100)]
+    stats = src.stats()
+    assert stats.get("oversize", 0) + stats.get("errors_decoder", 0) >= 1
+    assert stats["clients"] >= 1  # the good client is still connected
+
+
+def test_decoder_none_drops_and_raise_records(make_source, connect):
+    def decode(b):
+        if b == b"skip":
+            return None
+        if b == b"boom":
+            raise ValueError("cannot decode")
+        return b.decode()
+
+    src = make_source(decoder=decode)
+    connect(src).sendall(b"".join(frame(m) for m in [b"a", b"skip", b"boom", b"b"]))
+    assert pump(src, count(2)) == ["a", "b"]
+    stats = src.stats()
+    assert stats["dropped"] == 1 and stats["errors_decoder"] == 1 and stats["frames"] == 4
+    (err,) = src.drain_errors()
+    assert err["step"] == "src" and err["where"] == "decoder"
+    assert err["input"] == repr(b"boom") and err["error"] == "ValueError: cannot decode"
+    assert "cannot decode" in err["traceback"]
+    assert src.drain_errors() == []  # drained
+
+
+def test_silent_client_is_closed_after_idle_timeout(make_source, connect):
+    src = make_source(idle_timeout=0.3)
+    silent, quiet = connect(src), connect(src)
+    quiet.sendall(frame(b"hi"))  # whole frames, then quiet: that is allowed
+    assert pump(src, count(1)) == ["hi"]
+    hint = src.wait_hint()
+    assert hint is not None and hint <= 0.3
+    pump(src, lambda o: src.stats().get("idle_closed"), timeout=3)
+    (err,) = src.drain_errors()
+    assert err["where"] == "idle" and "no data" in err["error"]
+    silent.settimeout(2)
+    assert silent.recv(1) == b""
+    assert src.stats()["clients"] == 1
+
+
+def test_stalled_partial_frame_is_closed(make_source, connect):
+    src = make_source(idle_timeout=0.3)
+    c = connect(src)
+    c.sendall(frame(b"ok") + frame(b"never finished")[:5])
+    out = pump(src, lambda o: src.stats().get("idle_closed"), timeout=3)
+    assert out == ["ok"]
+    assert "partial frame" in src.drain_errors()[0]["error"]
+
+
+def test_too_many_clients_are_refused(make_source, connect):
+    src = make_source(max_clients=2)
+    a, _b, c = connect(src), connect(src), connect(src)
+    pump(src, lambda o: src.stats().get("refused"), timeout=3)
+    c.settimeout(2)
+    assert c.recv(1) == b""
+    a.sendall(frame(b"a"))
+    assert pump(src, count(1)) == ["a"]
+
+
+def test_fast_client_is_backpressured_and_loses_nothing(make_source, connect):
+    src = make_source(recv_size=4096)
+    fast = connect(src)
+    fast.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    n = 50_000
+    data = b"".join(frame(b"%06d" % i) for i in range(n))  # 500 KB
+    done = threading.Event()
+
+    def send():
+        fast.sendall(data)
+        done.set()
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    got = []
+    for _ in range(20):  # the application takes 10 messages at a time, slowly
+        got += src.read(10)
+        time.sleep(0.01)
+    assert src.stats()["buffered_bytes"] <= 4096 + 10  # one recv plus a partial frame
+    assert not done.is_set()  # the sender is held back by TCP flow control
+    slow = connect(src)
+    slow.sendall(frame(b"slow"))
+    got += pump(src, count(n + 1 - len(got)), timeout=20, max_n=1000)
+    t.join(5)
+    assert done.is_set()
+    assert got.index("slow") < 200 + 3000  # served within a few reads, not after the flood
+    assert [x for x in got if x != "slow"] == ["%06d" % i for i in range(n)]
+
+
+def test_close_releases_the_port(make_source):
+    src = make_source()
+    port = src.address[1]
+    src.close()
+    again = TCPSourceConfig("s", "127.0.0.1", port, bytes.decode).make_source()
+    again.open(0)
+    again.close()
+
+
+def test_port_in_use_names_the_source():
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    try:
+        src = TCPSourceConfig("busy", "127.0.0.1", blocker.getsockname()[1], bytes.decode)
+        with pytest.raises(OSError, match="busy"):
+            src.make_source().open(0)
+    finally:
+        blocker.close()
