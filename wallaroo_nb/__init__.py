@@ -24,8 +24,6 @@ from .api import (
     state_computation,
     state_computation_multi,
 )
-from .cluster.app import App, StepError, run, running_apps
-from .cluster.driver import WorkerFailure
 from .connectors.base import Sink, SinkConfig, Source, SourceConfig
 from .connectors.memory import (
     CallbackSinkConfig,
@@ -34,6 +32,23 @@ from .connectors.memory import (
     GenSourceConfig,
     IterableSourceConfig,
 )
+
+# The driver side (processes, pandas, metrics store) loads on first use: workers
+# import this package too and must start fast and small.
+_LAZY = {
+    "App": "wallaroo_nb.cluster.app", "StepError": "wallaroo_nb.cluster.app",
+    "run": "wallaroo_nb.cluster.app", "running_apps": "wallaroo_nb.cluster.app",
+    "WorkerFailure": "wallaroo_nb.cluster.driver",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'wallaroo_nb' has no attribute {name!r}")
+
 
 __all__ = [
     "App", "Application", "BuildError", "CallbackSinkConfig", "CollectorSinkConfig",

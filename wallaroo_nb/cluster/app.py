@@ -19,6 +19,7 @@ from typing import Any, Optional
 from ..api import Application, BuildError, Pipeline, build_application
 from ..keys import slot_of_key
 from ..plan import make_plan
+from ..metrics.store import MetricsStore
 from .driver import Driver
 
 _APPS: "weakref.WeakSet[App]" = weakref.WeakSet()
@@ -32,7 +33,8 @@ class StepError(RuntimeError):
 class App:
     """A running (or stopped) application on worker processes."""
 
-    def __init__(self, application: Application, workers: int, on_error: str):
+    def __init__(self, application: Application, workers: int, on_error: str,
+                 metrics: bool = True):
         self.name = application.name
         self.plan = make_plan(application)
         self._code_files = _code_files(self.plan)
@@ -45,8 +47,9 @@ class App:
         self._stopped = False
         self._stop_lock = threading.Lock()
         self._t0 = time.time()
+        self._metrics = MetricsStore()
         self._driver = Driver(self.plan, workers, on_error, self._deliver, self._add_errors,
-                              self._event)
+                              self._event, self._add_metrics, metrics)
         _APPS.add(self)
 
     # -- callbacks from the driver's I/O thread ---------------------------------------
@@ -71,6 +74,9 @@ class App:
             self._driver._fail(StepError(
                 f"step {r['step']!r} raised {r['error']} on key {r['key']} "
                 f"(input {r['input']}); the app was stopped (on_error='stop')\n{r['traceback']}"))
+
+    def _add_metrics(self, worker: int, delta: dict) -> None:
+        self._metrics.add(str(worker), delta)
 
     def _event(self, text: str) -> None:
         self._events.append((time.time(), text))
@@ -237,6 +243,31 @@ class App:
                 pass  # keys of mixed types keep worker order
         return df
 
+    # -- metrics ------------------------------------------------------------------------
+
+    def metrics(self, window: str = "5min") -> Any:
+        """Latency percentiles (µs) and throughput per (category, name, worker), as a
+        DataFrame; worker "all" is the aggregate. Categories: computation, pipeline, worker."""
+        return self._metrics.frame(window)
+
+    def metrics_history(self, category: str, name: str, worker: str = "all",
+                        window: str = "5min") -> Any:
+        """One row per second: time, rate and latency percentiles, for plotting."""
+        return self._metrics.history(category, name, str(worker), window)
+
+    def metrics_bins(self, category: str, name: str, worker: str = "all",
+                     window: str = "5min") -> Any:
+        """Share of messages per latency bin (Wallaroo's "percent by bin" view)."""
+        return self._metrics.bins(category, name, str(worker), window)
+
+    def metrics_names(self) -> list:
+        """The (category, name) pairs that have metrics."""
+        return self._metrics.series_names()
+
+    def metrics_counters(self, window: str = "5min") -> Any:
+        """Counted events (filtered, errors, late, dropped) per step and worker."""
+        return self._metrics.counters(window)
+
     def status(self) -> dict:
         """A summary: workers alive, events in and out, errors, filtered counts."""
         info = {"name": self.name, "running": self.running, "workers": self.workers,
@@ -337,7 +368,7 @@ def _state_fields(st: Any) -> dict:
     return {"state": st}
 
 
-def run(application: Any, workers: int = 2, on_error: str = "record") -> App:
+def run(application: Any, workers: int = 2, on_error: str = "record", metrics: bool = True) -> App:
     """Start ``application`` (or a Pipeline ending in a sink) on ``workers`` processes."""
     if isinstance(application, Pipeline):
         application = build_application("app", application)
@@ -347,7 +378,7 @@ def run(application: Any, workers: int = 2, on_error: str = "record") -> App:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if on_error not in ON_ERROR_MODES:
         raise ValueError(f"on_error must be one of {ON_ERROR_MODES}, got {on_error!r}")
-    return App(application, workers, on_error)
+    return App(application, workers, on_error, metrics)
 
 
 def running_apps() -> list:

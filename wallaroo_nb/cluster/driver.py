@@ -54,13 +54,16 @@ class Driver:
 
     def __init__(self, plan: Any, n_workers: int, on_error: str,
                  deliver: Callable[[Any, list], None], on_errors: Callable[[list], None],
-                 on_event: Callable[[str], None]):
+                 on_event: Callable[[str], None], on_metrics: Callable[[int, dict], None],
+                 metrics: bool = True):
         self.plan = plan
         self.n = n_workers
         self.on_error = on_error
         self.deliver = deliver
         self.on_errors = on_errors
         self.on_event = on_event
+        self.on_metrics = on_metrics
+        self.metrics = metrics
         self.rundir = tempfile.mkdtemp(prefix="wallaroo_nb-")
         os.chmod(self.rundir, 0o700)  # ipc sockets carry pickles: owner only
         self.zctx = zmq.Context()
@@ -113,6 +116,7 @@ class Driver:
             "workers": self.n,
             "assign": assign,
             "on_error": self.on_error,
+            "metrics": self.metrics,
             "data_addrs": [f"ipc://{self.rundir}/w{i}.data" for i in range(self.n)],
         })
 
@@ -260,6 +264,9 @@ class Driver:
                 "traceback": traceback.format_exc(), "worker": "driver", "time": time.time(),
             }])
 
+    def _on_metrics(self, w: int, rest: list) -> None:
+        self.on_metrics(w, msgpack.unpackb(rest[0]))
+
     def _on_errors(self, w: int, rest: list) -> None:
         self.on_errors(pickle.loads(rest[0]))
 
@@ -311,6 +318,7 @@ _HANDLERS = {
     b"ready": Driver._on_ready,
     b"results": Driver._on_results,
     b"errors": Driver._on_errors,
+    b"metrics": Driver._on_metrics,
     b"reply": Driver._on_reply,
     b"crash": Driver._on_crash,
     b"bye": Driver._on_bye,

@@ -17,6 +17,8 @@ from typing import Any
 import cloudpickle
 
 from ..keys import default_owners, slot_cache
+from ..metrics import histogram as hg
+from ..metrics.recorder import Recorder
 
 GROUP_DATA = 0
 MAX_ERRORS_KEPT = 1000  # error records buffered per flush; all are counted
@@ -35,7 +37,8 @@ class Ctx:
 
 
 class Runtime:
-    def __init__(self, plan: Any, me: int, n_workers: int, on_error: str = "record"):
+    def __init__(self, plan: Any, me: int, n_workers: int, on_error: str = "record",
+                 metrics: bool = True):
         self.plan = plan
         self.me = me
         self.n = n_workers
@@ -59,7 +62,46 @@ class Runtime:
         self.out_groups: list = [[] for _ in range(n_workers)]
         self.out_results: list = []
         self.sink_counts = {s.id: 0 for s in steps if s.kind == "sink"}
-        self.latency_runs: list = []  # (sink step id, ingest ts, count) for metrics
+        # metrics: per-call timings of user functions, pipeline and worker latency
+        self.timing = metrics
+        self.timings: dict = {}  # step id -> (bin counts, [min, max])
+        self.recorder = Recorder()
+        self.pipe_hists = [self.recorder.histogram("pipeline", sp.pipeline) for sp in plan.sources]
+        self.worker_hist = self.recorder.histogram("worker", "ingress-egress")
+        self.reported_filtered = [0] * len(steps)
+        self.reported_errors = [0] * len(steps)
+
+    def step_timing(self, step_id: int) -> tuple:
+        """The (bin counts, [min, max]) lists a timed user function records into."""
+        if step_id not in self.timings:
+            self.timings[step_id] = ([0] * hg.N_BINS, [1 << 62, 0])
+        return self.timings[step_id]
+
+    def metrics_delta(self) -> dict:
+        """Everything measured since the last call, in the Recorder's wire format."""
+        rec = self.recorder
+        for sid, (counts, mm) in self.timings.items():
+            n = sum(counts)
+            if not n:
+                continue
+            bins, total = [], 0
+            for b, c in enumerate(counts):
+                if c:
+                    bins += (b, c)
+                    lo, hi = hg.bin_bounds(b)
+                    total += c * ((lo + hi) >> 1)
+            # the hot path reads these lists through closures: reset in place
+            counts[:] = [0] * hg.N_BINS
+            wire = {"n": n, "min": mm[0], "max": mm[1], "sum": total, "bins": bins}
+            mm[0], mm[1] = 1 << 62, 0
+            hg.add_wire(rec.histogram("computation", self.plan.steps[sid].name), wire)
+        for i, step in enumerate(self.plan.steps):
+            for now, seen, event in ((self.filtered, self.reported_filtered, "filtered"),
+                                     (self.error_counts, self.reported_errors, "errors")):
+                if now[i] != seen[i]:
+                    rec.count("computation", step.name, event, now[i] - seen[i])
+                    seen[i] = now[i]
+        return rec.take_delta()
 
     # -- errors ------------------------------------------------------------------
 
@@ -98,27 +140,33 @@ class Runtime:
     def seal(self) -> None:
         """Move what the last chunk produced out of the hot-path lists."""
         ctx = self.ctx
+        shipped = 0
         for sid, per_worker in self.pending.items():
             ets = self.pending_et[sid]
             for w, vals in enumerate(per_worker):
                 if vals:
+                    shipped += len(vals)
                     et = ets[w]
                     self.out_groups[w].append(
                         (GROUP_DATA, sid, ctx.src, ctx.ts, et[:] if et else None,
                          dumps(vals)))
                     vals.clear()
                     et.clear()
+        now = time.time_ns()
         for sid, buf in self.sink_buffers.items():
             if buf:
                 n = len(buf)
+                shipped += n
                 self.sink_counts[sid] += n
-                self.latency_runs.append((sid, ctx.ts, n))
+                hg.record(self.pipe_hists[ctx.src], now - ctx.ts, n)
                 sink = self.sinks.get(sid)
                 if sink is None:
                     self.out_results.append((sid, dumps(buf), n))
                 else:
                     sink.write(buf[:])
                 buf.clear()
+        if shipped:
+            hg.record(self.worker_hist, now - ctx.arrived, shipped)
 
 
 def dumps(values: list) -> bytes:

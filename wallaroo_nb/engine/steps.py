@@ -9,7 +9,10 @@ pending list, which the runtime ships at the end of the chunk.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
+
+from ..metrics.histogram import N_BINS
 
 
 def _emitter(feeds: list) -> Callable[[Any], None]:
@@ -39,8 +42,58 @@ def build(rt: Any) -> tuple[list, list]:
     return entry, remote
 
 
+def timed(fn: Callable, arity: int, counts: list, minmax: list) -> Callable:
+    """``fn`` wrapped to bin the time of every call into ``counts`` (the log-linear
+    bins of metrics.histogram, inlined: this runs per event) and track min/max."""
+    clock = time.perf_counter_ns
+    top = N_BINS - 1
+
+    # the binning is written out in both wrappers: a shared helper would cost a call per event
+    if arity == 1:
+        def call1(v: Any) -> Any:
+            t0 = clock()
+            out = fn(v)
+            d = clock() - t0
+            if d < 16:
+                counts[d] += 1
+            else:
+                sh = d.bit_length() - 4
+                b = (sh << 3) + (d >> sh)
+                counts[b if b < top else top] += 1
+            if d > minmax[1]:
+                minmax[1] = d
+            if d < minmax[0]:
+                minmax[0] = d
+            return out
+        return call1
+
+    def call2(v: Any, s: Any) -> Any:
+        t0 = clock()
+        out = fn(v, s)
+        d = clock() - t0
+        if d < 16:
+            counts[d] += 1
+        else:
+            sh = d.bit_length() - 4
+            b = (sh << 3) + (d >> sh)
+            counts[b if b < top else top] += 1
+        if d > minmax[1]:
+            minmax[1] = d
+        if d < minmax[0]:
+            minmax[0] = d
+        return out
+    return call2
+
+
+def _user_fn(step: Any, rt: Any, arity: int) -> Callable:
+    if not rt.timing:
+        return step.fn
+    counts, minmax = rt.step_timing(step.id)
+    return timed(step.fn, arity, counts, minmax)
+
+
 def _make_map(step: Any, emit: Callable, rt: Any) -> tuple:
-    f, on_error, filtered, i = step.fn, rt.on_error, rt.filtered, step.id
+    f, on_error, filtered, i = _user_fn(step, rt, 1), rt.on_error, rt.filtered, step.id
 
     def feed(v: Any) -> None:
         try:
@@ -57,7 +110,7 @@ def _make_map(step: Any, emit: Callable, rt: Any) -> tuple:
 
 
 def _make_multi(step: Any, emit: Callable, rt: Any) -> tuple:
-    f, on_error, filtered, i = step.fn, rt.on_error, rt.filtered, step.id
+    f, on_error, filtered, i = _user_fn(step, rt, 1), rt.on_error, rt.filtered, step.id
 
     def feed(v: Any) -> None:
         try:
@@ -121,7 +174,8 @@ def _keyed(step: Any, run: Callable, rt: Any) -> tuple:
 
 
 def _make_state(step: Any, emit: Callable, rt: Any) -> tuple:
-    f, cls, on_error, filtered, i = step.fn, step.state_cls, rt.on_error, rt.filtered, step.id
+    f, cls, on_error, filtered, i = (_user_fn(step, rt, 2), step.state_cls, rt.on_error,
+                                     rt.filtered, step.id)
     states = rt.states[step.id]
     multi = step.kind == "state_multi"
 

@@ -80,7 +80,8 @@ class Worker:
     def setup(self, start: dict) -> None:
         plan = start["plan"]
         self.n = start["workers"]
-        self.rt = rt = Runtime(plan, self.me, self.n, start.get("on_error", "record"))
+        self.rt = rt = Runtime(plan, self.me, self.n, start.get("on_error", "record"),
+                               metrics=start.get("metrics", True))
         for step in plan.steps:
             if step.kind == "window":
                 from .windowing import make_window_runner
@@ -139,6 +140,8 @@ class Worker:
                 self.read_sources()
             self.flush()
             now = time.monotonic()
+            if self.rt.recorder.due(now):
+                self.send_metrics()
             if now >= next_check:
                 next_check = now + PARENT_CHECK_S
                 self.check_parent()
@@ -269,6 +272,11 @@ class Worker:
                 break
             q.popleft()
 
+    def send_metrics(self) -> None:
+        delta = self.rt.metrics_delta()
+        if delta["hist"] or delta["events"]:
+            self.driver_out.append([b"metrics", msgpack.packb(delta)])
+
     # -- control -----------------------------------------------------------------------
 
     def handle_control(self) -> None:
@@ -313,6 +321,7 @@ class Worker:
             for sink in rt.sinks.values():
                 _quietly(sink.flush)
                 _quietly(sink.close)
+            self.send_metrics()
             self.flush()
             deadline = time.monotonic() + 2.0
             while (self.driver_out or any(self.outbox)) and time.monotonic() < deadline:

@@ -1,0 +1,443 @@
+"""Window state machines: one runner per (window step, worker), driven by the engine.
+
+``make_window_runner(spec)`` takes a ``wallaroo_nb.windows.WindowSpec`` (read by
+attribute only: this module imports nothing but the standard library) and
+returns a runner. The engine serializes calls; a key's messages arrive in order.
+
+    on_message(key, value, event_time_ns) -> outputs   every message of the step
+    on_watermark(wm_ns) -> outputs     the step's watermark (min over its inputs)
+    on_trigger(key | None) -> outputs  event windows only; None = every key
+    flush_all() -> outputs             the stream is over for good: fire everything
+    snapshot(keys=None) / restore(states) / drop_keys(keys) / keys()
+    state_rows() -> list[dict]         for app.state(step)
+    late, dropped                      counters; take_errors() -> [(key, exc)]
+
+Outputs are what ``Aggregation.output`` returned (None filtered out), as a list,
+or an empty tuple when nothing fired (no allocation); with ``with_keys=True``
+each is ``(key, output, event_time_ns)``, the event time being window end - 1
+for range windows and None otherwise.
+
+Range windows: [k*slide, k*slide + range) for every integer k. Each key keeps
+panes of gcd(range, slide) ns; a window is the ``combine`` of its panes. Only
+windows holding at least one message fire. Window k fires once the watermark is
+>= its end + delay (a heap holds one live entry per key: its earliest pending
+window). A message is *late* when every window containing it has fired; one
+whose older windows fired but whose newest is open goes into the open ones only.
+
+Update errors: when ``update`` raises, the exception propagates out of
+``on_message`` and the key's state is as if the message never came. A window's
+first message is folded into a fresh ``initial_accumulator()``; later ones are
+folded in place only when that is safe (the accumulator is immutable, e.g. a
+number or a tuple, or the Aggregation says ``atomic_update = True``); otherwise
+``acc = combine(acc, update(msg, initial_accumulator()))``, which by the
+Aggregation laws is the same value and never touches ``acc`` before succeeding.
+Errors raised by ``output`` do not propagate (the window is consumed and other
+windows fire on): they are kept for the engine in ``take_errors()``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Any, Iterable, NamedTuple, Optional, Sequence
+
+INFINITY = math.inf  # the watermark that closes every range window
+_MISSING = object()
+_NOTHING: tuple = ()
+
+
+class Window(NamedTuple):
+    """What a three-parameter ``output(key, acc, window)`` receives.
+
+    Range windows: event time in ns, [start, end). Count and event windows: the
+    key's message ordinals, [start, end) (the first message of a key is 0).
+    """
+
+    start: int
+    end: int
+
+
+def _is_immutable(x: Any) -> bool:
+    """True if ``update`` cannot have mutated ``x`` (None is excluded: it is
+    usually a placeholder for a mutable accumulator made on first use)."""
+    t = type(x)
+    if t in (int, float, complex, bool, str, bytes):
+        return True
+    if t is tuple or t is frozenset or (isinstance(x, tuple) and hasattr(t, "_fields")):
+        return all(_is_immutable(i) for i in x)
+    return False
+
+
+class _Runner:
+    """What every kind shares: the aggregation's methods, output and errors."""
+
+    kind = ""
+
+    def __init__(self, spec: Any, with_keys: bool) -> None:
+        agg = spec.agg
+        self.name: str = spec.name
+        self._initial = agg.initial_accumulator
+        self._update = agg.update
+        self._combine = agg.combine
+        self._output = agg.output
+        self._with_window = bool(spec.output_takes_window)
+        self._with_keys = with_keys
+        try:
+            self._atomic = bool(spec.atomic_update) or _is_immutable(agg.initial_accumulator())
+        except Exception:
+            self._atomic = False
+        self.late = 0
+        self.dropped = 0
+        self.errors: list = []
+        self.watermark: float = -math.inf
+
+    def _fold(self, value: Any, acc: Any) -> Any:
+        """``update(value, acc)`` that leaves ``acc`` untouched if it raises."""
+        if acc is _MISSING:
+            return self._update(value, self._initial())
+        if self._atomic:
+            return self._update(value, acc)
+        return self._combine(acc, self._update(value, self._initial()))
+
+    def _emit(self, out: list, key: Any, acc: Any, start: Any, end: Any, ts: Any) -> None:
+        try:
+            if self._with_window:
+                r = self._output(key, acc, Window(start, end))
+            else:
+                r = self._output(key, acc)
+        except Exception as e:
+            self.errors.append((key, e))
+            return
+        if r is not None:
+            out.append((key, r, ts) if self._with_keys else r)
+
+    def take_errors(self) -> list:
+        """Errors raised by ``output`` since the last call, as (key, exception)."""
+        errors, self.errors = self.errors, []
+        return errors
+
+    def on_trigger(self, key: Any = None) -> Sequence:
+        raise ValueError(
+            f"window step {self.name!r} has {self.kind} windows; triggers apply to "
+            f"event_windows() steps only")
+
+
+class _RangeKey:
+    """One key's range-window state."""
+
+    __slots__ = ("panes", "next", "due", "token")
+
+    def __init__(self, next_k: float) -> None:
+        self.panes: dict = {}  # pane index -> accumulator
+        self.next = next_k  # no window below this index will fire for this key
+        self.due = 0  # index of the key's earliest pending window
+        self.token = -1  # seq of the key's live heap entry (-1: none)
+
+
+class RangeRunner(_Runner):
+    """Tumbling and sliding event-time windows with delay and late-data policies."""
+
+    kind = "range"
+
+    def __init__(self, spec: Any, with_keys: bool = False) -> None:
+        super().__init__(spec, with_keys)
+        self._range = spec.range_ns
+        self._slide = spec.slide_ns
+        self._delay = spec.delay_ns
+        self._pane = spec.pane_ns
+        self._tumbling = self._range == self._slide
+        self._policy = spec.late_data_policy
+        self._keys: dict = {}
+        self._heap: list = []  # (fire_at_ns, seq, key); stale entries skipped on pop
+        self._seq = 0
+        self._k_open: float = -math.inf  # lowest window index the watermark has not closed
+
+    def on_message(self, key: Any, value: Any, event_time_ns: int) -> Sequence:
+        """Add one message; returns outputs only for late messages under fire_per_message."""
+        try:
+            k = event_time_ns // self._slide  # newest window holding the message
+        except TypeError:
+            raise TypeError(
+                f"window step {self.name!r}: range windows need each message's event time "
+                f"as int ns, got {event_time_ns!r}; give the source an event_time") from None
+        st = self._keys.get(key)
+        if st is None:
+            if k < self._k_open:
+                return self._on_late(key, value, k, st)
+        elif k < self._k_open or k < st.next:
+            return self._on_late(key, value, k, st)
+        else:
+            p = k if self._tumbling else event_time_ns // self._pane
+            panes = st.panes
+            acc = panes.get(p, _MISSING)
+            if acc is not _MISSING:
+                if self._atomic:
+                    panes[p] = self._update(value, acc)
+                else:
+                    panes[p] = self._combine(acc, self._update(value, self._initial()))
+                return _NOTHING
+        p = k if self._tumbling else event_time_ns // self._pane
+        self._new_pane(key, st, p, self._update(value, self._initial()))
+        return _NOTHING
+
+    def _new_pane(self, key: Any, st: Optional[_RangeKey], p: int, acc: Any) -> None:
+        if st is None:
+            st = self._keys[key] = _RangeKey(-math.inf)
+        st.panes[p] = acc
+        cand = max(self._first_window(p), st.next, self._k_open)
+        if st.token < 0 or cand < st.due:
+            self._schedule(key, st, cand)
+
+    def _first_window(self, p: int) -> int:
+        """Index of the first window holding pane ``p``."""
+        return (p * self._pane - self._range) // self._slide + 1
+
+    def _schedule(self, key: Any, st: _RangeKey, k: Any) -> None:
+        self._seq += 1
+        st.due, st.token = k, self._seq
+        heapq.heappush(self._heap, (k * self._slide + self._range + self._delay, self._seq, key))
+
+    def _on_late(self, key: Any, value: Any, k: int, st: Optional[_RangeKey]) -> Sequence:
+        self.late += 1
+        if self._policy == "fire_per_message":
+            acc = self._update(value, self._initial())
+            out: list = []
+            start = k * self._slide
+            self._emit(out, key, acc, start, start + self._range, start + self._range - 1)
+            return out
+        oldest = max(self._k_open, st.next if st is not None else -math.inf)
+        if self._policy == "drop" or oldest == math.inf:
+            self.dropped += 1
+            return _NOTHING
+        # place_in_oldest_window: as if its event time were the oldest open window's
+        # start; that pane belongs to no other window still open.
+        p = oldest * self._slide // self._pane
+        acc = st.panes.get(p, _MISSING) if st is not None else _MISSING
+        if acc is _MISSING:
+            self._new_pane(key, st, p, self._fold(value, acc))
+        else:
+            st.panes[p] = self._fold(value, acc)
+        return _NOTHING
+
+    def on_watermark(self, wm_ns: float) -> Sequence:
+        """Advance the watermark (smaller values are ignored) and fire due windows."""
+        if wm_ns > self.watermark:
+            self.watermark = wm_ns
+            if wm_ns == math.inf:
+                self._k_open = math.inf
+            else:
+                self._k_open = (wm_ns - self._range - self._delay) // self._slide + 1
+        heap, wm = self._heap, self.watermark
+        if not heap or heap[0][0] > wm:
+            return _NOTHING
+        out: list = []
+        while heap and heap[0][0] <= wm:
+            _, seq, key = heapq.heappop(heap)
+            st = self._keys.get(key)
+            if st is not None and st.token == seq:
+                self._fire(key, st, out)
+        return out
+
+    def _fire(self, key: Any, st: _RangeKey, out: list) -> None:
+        """Fire the key's window ``st.due``, drop panes no later window needs, reschedule."""
+        k, panes = st.due, st.panes
+        start = k * self._slide
+        end = start + self._range
+        if self._tumbling:
+            acc = panes.pop(k)
+        else:
+            acc = self._initial()
+            keep = (start + self._slide) // self._pane  # no later window needs panes below
+            for p in sorted(panes):
+                if p * self._pane >= end:
+                    break
+                if p * self._pane >= start:
+                    acc = self._combine(acc, panes[p])
+                if p < keep:
+                    del panes[p]
+        st.next, st.token = k + 1, -1
+        if panes:
+            # windows the watermark has passed meanwhile still fire: they were open
+            # when their data came, so no floor at the watermark here
+            self._schedule(key, st, max(self._first_window(min(panes)), st.next, self._k_open))
+        else:
+            del self._keys[key]
+        self._emit(out, key, acc, start, end, end - 1)
+
+    def flush_all(self) -> Sequence:
+        """End of stream: the watermark goes to infinity and every window fires."""
+        return self.on_watermark(INFINITY)
+
+    def keys(self) -> list:
+        """Keys holding window state."""
+        return list(self._keys)
+
+    def snapshot(self, keys: Optional[Iterable] = None) -> dict:
+        """key -> plain state (accumulators are shared, not copied: pickle the result
+        before the next call). Holds the lowest window each key may still fire, so a
+        key restored under a lagging watermark does not reopen fired windows."""
+        out = {}
+        for key in self._keys if keys is None else keys:
+            st = self._keys.get(key)
+            if st is None:
+                continue
+            nxt = max(st.next, self._k_open)
+            if st.token >= 0:
+                nxt = min(nxt, st.due)
+            panes = [(p * self._pane, acc) for p, acc in sorted(st.panes.items())]
+            out[key] = {"next": nxt, "panes": panes}
+        return out
+
+    def restore(self, states: dict) -> None:
+        """Install keys' state from ``snapshot`` (replacing theirs). Windows already
+        due fire at the next ``on_watermark`` call, even with an unchanged value."""
+        for key, s in states.items():
+            self._keys.pop(key, None)
+            st = _RangeKey(s["next"])
+            for start, acc in s["panes"]:
+                st.panes[start // self._pane] = acc
+            if st.panes:
+                self._keys[key] = st
+                self._schedule(key, st, max(self._first_window(min(st.panes)), st.next))
+
+    def drop_keys(self, keys: Iterable) -> None:
+        """Forget keys (they moved to another worker)."""
+        for key in keys:
+            self._keys.pop(key, None)
+
+    def state_rows(self) -> list:
+        """One row per key and window still to fire: its current accumulated value."""
+        rows = []
+        for key, st in self._keys.items():
+            for start, end, acc in self._pending(st):
+                rows.append({"key": key, "window_start": start, "window_end": end,
+                             "accumulator": acc})
+        return rows
+
+    def _pending(self, st: _RangeKey) -> list:
+        ps = sorted(st.panes)
+        if self._tumbling:
+            return [(p * self._slide, p * self._slide + self._range, st.panes[p]) for p in ps]
+        wins = []
+        last = ps[-1] * self._pane // self._slide
+        for k in range(st.due, last + 1):
+            start, end = k * self._slide, k * self._slide + self._range
+            inside = [st.panes[p] for p in ps if start <= p * self._pane < end]
+            if inside:
+                acc = self._initial()
+                for a in inside:
+                    acc = self._combine(acc, a)
+                wins.append((start, end, acc))
+        return wins
+
+
+class SequenceRunner(_Runner):
+    """Count windows (fire every ``count`` messages of a key) and event windows
+    (fire on a trigger). Per key: [accumulator, messages in window, first ordinal]."""
+
+    def __init__(self, spec: Any, with_keys: bool = False) -> None:
+        super().__init__(spec, with_keys)
+        self.kind = spec.kind
+        self._count = spec.count if spec.kind == "count" else -1
+        self._pred = spec.fire_when if spec.kind == "event" else None
+        self._include = bool(getattr(spec, "trigger_in_closing_window", True))
+        self._keys: dict = {}
+
+    def on_message(self, key: Any, value: Any, event_time_ns: Any = None) -> Sequence:
+        """Add one message; returns the outputs of the window it closed, if any."""
+        fire = self._pred is not None and self._pred(value)
+        st = self._keys.get(key)
+        if fire and not self._include:
+            acc = self._update(value, self._initial())
+            out: list = []
+            if st is None:
+                st = self._keys[key] = [None, 0, 0]
+            elif st[1]:
+                self._close(key, st, out)
+            st[0], st[1] = acc, 1
+            return out
+        if st is None:
+            acc = self._update(value, self._initial())
+            st = self._keys[key] = [acc, 1, 0]
+        elif st[1] == 0:
+            st[0] = self._update(value, self._initial())
+            st[1] = 1
+        else:
+            if self._atomic:
+                st[0] = self._update(value, st[0])
+            else:
+                st[0] = self._combine(st[0], self._update(value, self._initial()))
+            st[1] += 1
+        if fire or st[1] == self._count:
+            out = []
+            self._close(key, st, out)
+            return out
+        return _NOTHING
+
+    def _close(self, key: Any, st: list, out: list) -> None:
+        acc, n, start = st
+        st[0], st[1], st[2] = None, 0, start + n
+        self._emit(out, key, acc, start, start + n, None)
+
+    def on_trigger(self, key: Any = None) -> Sequence:
+        """Fire ``key``'s open window (every key's if None); empty windows do not fire."""
+        if self.kind != "event":
+            return super().on_trigger(key)
+        return self._close_all() if key is None else self._close_keys([key])
+
+    def _close_keys(self, keys: Iterable) -> list:
+        out: list = []
+        for key in keys:
+            st = self._keys.get(key)
+            if st is not None and st[1]:
+                self._close(key, st, out)
+        return out
+
+    def _close_all(self) -> list:
+        return self._close_keys(list(self._keys))
+
+    def on_watermark(self, wm_ns: float) -> Sequence:
+        """Count and event windows ignore time."""
+        self.watermark = max(self.watermark, wm_ns)
+        return _NOTHING
+
+    def flush_all(self) -> Sequence:
+        """End of stream: every open window fires, partial count windows included."""
+        return self._close_all()
+
+    def keys(self) -> list:
+        """Keys holding window state."""
+        return list(self._keys)
+
+    def snapshot(self, keys: Optional[Iterable] = None) -> dict:
+        """key -> {"acc", "n", "start"} (accumulators shared, not copied)."""
+        out = {}
+        for key in self._keys if keys is None else keys:
+            st = self._keys.get(key)
+            if st is not None:
+                out[key] = {"acc": st[0], "n": st[1], "start": st[2]}
+        return out
+
+    def restore(self, states: dict) -> None:
+        """Install keys' state from ``snapshot`` (replacing theirs)."""
+        for key, s in states.items():
+            self._keys[key] = [s["acc"], s["n"], s["start"]]
+
+    def drop_keys(self, keys: Iterable) -> None:
+        """Forget keys (they moved to another worker)."""
+        for key in keys:
+            self._keys.pop(key, None)
+
+    def state_rows(self) -> list:
+        """One row per key with an open window (message ordinals as start/end)."""
+        return [{"key": key, "window_start": st[2], "window_end": st[2] + st[1],
+                 "accumulator": st[0]} for key, st in self._keys.items() if st[1]]
+
+
+def make_window_runner(spec: Any, with_keys: bool = False) -> Any:
+    """The runner for one window step on one worker (see the module docstring)."""
+    if spec.kind == "range":
+        return RangeRunner(spec, with_keys)
+    if spec.kind in ("count", "event"):
+        return SequenceRunner(spec, with_keys)
+    raise ValueError(f"window step {spec.name!r}: unknown window kind {spec.kind!r}")
