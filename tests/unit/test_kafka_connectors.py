@@ -1,0 +1,230 @@
+"""The Kafka source and sink against a real Kafka-protocol broker (Tansu) on 127.0.0.1."""
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the fixture module
+from kafka_broker import kafka_broker_fixture  # noqa: E402,F401 (registers the fixture)
+
+from wallaroo_nb.connectors.kafka import (  # noqa: E402
+    KafkaSinkConfig,
+    KafkaSourceConfig,
+    bootstrap_servers,
+    split_encoded,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def opened():
+    """Open sources/sinks and close them all after the test, pass or fail."""
+    made = []
+
+    def open_(config, share=None):
+        live = config.make_source() if hasattr(config, "make_source") else config.make_sink()
+        if share:
+            live.set_share(*share)
+        live.open(0)
+        made.append(live)
+        return live
+
+    yield open_
+    for live in reversed(made):
+        live.close()
+
+
+def read_n(src, n, timeout=10.0):
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        got = src.read(100)
+        out += got
+        if not got:
+            time.sleep(src.wait_hint() or 0)
+    return out
+
+
+def produce(opened, broker, topic, items, encoder=None):
+    enc = encoder or (lambda x: (x.encode(), None, int(x.split("-")[0])))
+    sink = opened(KafkaSinkConfig(topic, broker.bootstrap, enc))
+    sink.write(items)
+    sink.close()
+    assert sink.stats()["delivered"] == len(items), sink.drain_errors()
+    return sink
+
+
+def items_for(partitions, per):
+    return [f"{p}-{i}" for i in range(per) for p in range(partitions)]
+
+
+def by_partition(msgs):
+    out = {}
+    for m in msgs:
+        p, i = m.split("-")
+        out.setdefault(int(p), []).append(int(i))
+    return out
+
+
+def test_round_trip_and_position(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=3)
+    produce(opened, kafka_broker, topic, items_for(3, 10))
+    src = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=bytes.decode))
+    assert src.position() == {0: -2, 1: -2, 2: -2}  # nothing read yet: from the start
+    got = read_n(src, 30)
+    assert by_partition(got) == {p: list(range(10)) for p in range(3)}  # order per partition
+    assert src.position() == {0: 10, 1: 10, 2: 10}
+    assert src.read(100) == []
+
+
+def test_seek_replays_from_a_position(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=2)
+    produce(opened, kafka_broker, topic, items_for(2, 8))
+    src = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=bytes.decode))
+    read_n(src, 16)
+    src.seek({0: 5, "1": 6})  # str keys too: positions may come back through msgpack
+    again = read_n(src, 5)
+    assert by_partition(again) == {0: [5, 6, 7], 1: [6, 7]}
+    assert src.position() == {0: 8, 1: 8}
+
+
+def test_seek_before_open_starts_there(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=1)
+    produce(opened, kafka_broker, topic, items_for(1, 6))
+    src = KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=bytes.decode).make_source()
+    src.seek({0: 4})
+    src.open(0)
+    try:
+        assert read_n(src, 2) == ["0-4", "0-5"]
+    finally:
+        src.close()
+
+
+@pytest.mark.parametrize("start, expect", [(3, [3, 4]), ({0: 1}, [1, 2, 3, 4])])
+def test_explicit_start_offsets(kafka_broker, opened, start, expect):
+    topic = kafka_broker.create_topic(partitions=1)
+    produce(opened, kafka_broker, topic, items_for(1, 5))
+    src = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=bytes.decode,
+                                   start_offset=start))
+    assert by_partition(read_n(src, len(expect)))[0] == expect
+
+
+def test_committed_offsets_resume_a_group(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=1)
+    produce(opened, kafka_broker, topic, items_for(1, 5))
+    cfg = KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=bytes.decode,
+                            group=f"g-{topic}", start_offset="committed")
+    first = opened(cfg)
+    assert len(read_n(first, 5)) == 5  # no commit yet: from the start
+    first.commit({0: 3})
+    second = opened(cfg)
+    assert read_n(second, 2) == ["0-3", "0-4"]
+
+
+def test_shares_split_partitions_between_workers(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=4)
+    produce(opened, kafka_broker, topic, items_for(4, 3))
+    cfg = KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=bytes.decode)
+    a, b = opened(cfg, share=(0, 2)), opened(cfg, share=(1, 2))
+    assert set(a.position()) == {0, 2} and set(b.position()) == {1, 3}
+    assert set(by_partition(read_n(a, 6))) == {0, 2}
+    assert set(by_partition(read_n(b, 6))) == {1, 3}
+
+
+def test_decoder_drops_and_errors_still_advance_offsets(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=1)
+
+    def decode(b):
+        if b == b"0-1":
+            return None
+        if b == b"0-2":
+            raise ValueError("bad record")
+        return b.decode()
+
+    produce(opened, kafka_broker, topic, items_for(1, 4))
+    src = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=decode))
+    assert read_n(src, 2) == ["0-0", "0-3"]
+    assert src.position() == {0: 4}
+    stats = src.stats()
+    assert stats["messages"] == 4 and stats["dropped"] == 1 and stats["errors_decoder"] == 1
+    (err,) = src.drain_errors()
+    assert err["where"] == "decoder" and err["input"] == repr(b"0-2")
+
+
+def test_read_does_not_block(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=1)
+    src = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap))
+    t0 = time.monotonic()
+    for _ in range(10):
+        assert src.read(100) == []
+    assert time.monotonic() - t0 < 0.5
+    assert src.wait_hint() == src.config.poll_interval and src.fds() == []
+
+
+def test_raw_bytes_without_decoder_and_keys(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=2)
+    sink = opened(KafkaSinkConfig(topic, kafka_broker.bootstrap,
+                                  lambda x: (x, "k" + x, None)))  # str -> UTF-8; partitioner picks
+    sink.write(["a", "b", "c"])
+    sink.close()
+    assert sink.stats()["delivered"] == 3
+    src = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap))
+    assert sorted(read_n(src, 3)) == [b"a", b"b", b"c"]
+
+
+def test_sink_counts_too_large_and_encoder_errors(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=1)
+
+    def enc(x):
+        if x == "boom":
+            raise RuntimeError("cannot encode")
+        return x.encode()
+
+    sink = opened(KafkaSinkConfig(topic, kafka_broker.bootstrap, enc, max_message_size=10))
+    sink.write(["ok", "x" * 11, "boom", "fine"])
+    sink.close()
+    stats = sink.stats()
+    assert stats["delivered"] == 2 and stats["too_large"] == 1 and stats["errors_encoder"] == 1
+    assert [e["where"] for e in sink.drain_errors()] == ["size", "encoder"]
+    src = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap))
+    assert read_n(src, 2) == [b"ok", b"fine"]
+
+
+def test_missing_partition_is_an_error_at_open(kafka_broker):
+    topic = kafka_broker.create_topic(partitions=1)
+    src = KafkaSourceConfig(topic, kafka_broker.bootstrap, partitions=[0, 5]).make_source()
+    with pytest.raises(RuntimeError, match=r"no partitions \[5\]"):
+        src.open(0)
+    assert src.consumer is None  # closed on the way out
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(topic=""), "topic"),
+    (dict(brokers=""), "brokers"),
+    (dict(start_offset="soon"), "start_offset"),
+    (dict(log_level="Loud"), "log_level"),
+])
+def test_source_check_names_the_problem(bad, match):
+    args = dict(topic="t", brokers="127.0.0.1:9092") | bad
+    with pytest.raises(ValueError, match=match):
+        KafkaSourceConfig(**args).check()
+
+
+def test_sink_check_names_the_problem():
+    with pytest.raises(ValueError, match="max_message_size"):
+        KafkaSinkConfig("t", "h:1", bytes, max_message_size=0).check()
+    with pytest.raises(ValueError, match="not callable"):
+        KafkaSinkConfig("t", "h:1", 42).check()
+
+
+def test_broker_lists_and_encoded_shapes():
+    assert bootstrap_servers([("a", "9092"), "b:1"]) == "a:9092,b:1"
+    assert bootstrap_servers(" a:1 , b:2 ") == "a:1,b:2"
+    assert split_encoded(b"v") == (b"v", None, None)
+    assert split_encoded(("v", "k")) == (b"v", b"k", None)
+    assert split_encoded((b"v", None, 2)) == (b"v", None, 2)
+    with pytest.raises(TypeError):
+        split_encoded((b"v", None, "p"))
