@@ -13,7 +13,7 @@ All times are integer nanoseconds; the unit functions below convert.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 LATE_DATA_POLICIES = ("drop", "fire_per_message", "place_in_oldest_window")
@@ -111,7 +111,7 @@ class WindowSpec:
     fire_when: Optional[Callable[[Any], bool]] = None
     trigger_in_closing_window: bool = True
     output_takes_window: bool = False
-    atomic_update: bool = field(default=False)
+    atomic_update: bool = False
 
     @property
     def pane_ns(self) -> Optional[int]:

@@ -259,7 +259,7 @@ class Worker:
             sock = self.peers[w]
             while q:
                 try:
-                    sock.send(q[0], zmq.NOBLOCK, copy=False)
+                    sock.send(q[0], zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 q.popleft()
@@ -267,7 +267,7 @@ class Worker:
         q = self.driver_out
         while q:
             try:
-                self.ctl.send_multipart(q[0], zmq.NOBLOCK, copy=False)
+                self.ctl.send_multipart(q[0], zmq.NOBLOCK)
             except zmq.Again:
                 break
             q.popleft()

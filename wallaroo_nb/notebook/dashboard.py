@@ -53,6 +53,13 @@ class EchoSafeBokehModel(BokehModel):
             (m.id, attr) for m, attrs in (kernel_owned or {}).items() for attr in attrs
         }
 
+    def close(self) -> None:
+        """Close once; BokehModel.close raises KeyError when called again (e.g. by __del__)."""
+        if getattr(self, "_wnb_closed", False):
+            return
+        self._wnb_closed = True
+        super().close()
+
     def _sync_model(self, model: Any, content: dict, buffers: list) -> None:
         if content.get("event") == "jsevent" and self._is_echo(content):
             return
