@@ -1,0 +1,1 @@
+"""Command-line tools around a running application: send data in, receive results."""
