@@ -170,3 +170,32 @@ class _Builder:
                 raise BuildError(
                     f"step {s.name!r} leads nowhere: end its pipeline with .to_sink(...)"
                 )
+
+
+def keyed_order(plan: Plan) -> list:
+    """Keyed step ids in topological order (ids are topological already)."""
+    return [s.id for s in plan.steps if s.keyed]
+
+
+def reached_keyed(plan: Plan, children: list) -> set:
+    """Keyed steps reached from ``children`` through fused (stateless) steps only."""
+    found, todo = set(), list(children)
+    while todo:
+        s = plan.steps[todo.pop()]
+        if s.keyed:
+            found.add(s.id)
+        elif s.kind != "sink":
+            todo.extend(s.children)
+    return found
+
+
+def upstreams(plan: Plan) -> dict:
+    """For each keyed step: (source ids, keyed step ids) whose fused chains feed it."""
+    ups = {sid: (set(), set()) for sid in keyed_order(plan)}
+    for sp in plan.sources:
+        for k in reached_keyed(plan, sp.children):
+            ups[k][0].add(sp.id)
+    for sid in keyed_order(plan):
+        for k in reached_keyed(plan, plan.steps[sid].children):
+            ups[k][1].add(sid)
+    return ups

@@ -268,6 +268,19 @@ class App:
         """Counted events (filtered, errors, late, dropped) per step and worker."""
         return self._metrics.counters(window)
 
+    def dashboard(self, interval: float = 1.0, window: str = "5min") -> Any:
+        """A live latency and throughput view (ipywidgets + bokeh) that updates while
+        the app runs and stops by itself when the app stops."""
+        from ..notebook.dashboard import dashboard
+
+        return dashboard(self, interval=interval, window=window)
+
+    def report(self, path: str, window: str = "5min") -> Any:
+        """Write the dashboard's plots to one standalone HTML file (no CDN, no server)."""
+        from ..notebook.report import write_report
+
+        return write_report(self, path, window=window, title=f"wallaroo_nb: {self.name}")
+
     def status(self) -> dict:
         """A summary: workers alive, events in and out, errors, filtered counts."""
         info = {"name": self.name, "running": self.running, "workers": self.workers,
