@@ -72,9 +72,29 @@ def test_binds_loopback_when_no_host_given():
     src.open(0)
     try:
         assert src.address[0] == "127.0.0.1"
-        assert src.fds() == [src.listener.fileno()]
     finally:
         src.close()
+
+
+def test_one_stable_fd_wakes_the_worker_for_any_client(make_source, connect):
+    src = make_source()
+    fds = src.fds()
+    assert len(fds) == 1  # registered once by the worker: must not change
+
+    def readable():
+        return bool(select.select(fds, [], [], 1.0)[0])
+
+    c = connect(src)
+    assert readable()  # a pending connection
+    src.read(10)
+    assert src.fds() == fds and not select.select(fds, [], [], 0)[0]
+    c.sendall(frame(b"x"))
+    assert readable()  # data on a client
+    assert src.read(10) == ["x"]
+    c.close()
+    assert readable()  # its goodbye
+    src.read(10)
+    assert src.stats()["clients"] == 0 and not select.select(fds, [], [], 0)[0]
 
 
 def test_config_is_unbounded_and_not_replayable():

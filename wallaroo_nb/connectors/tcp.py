@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import logging
 import select
+import selectors
 import socket
 import time
 from collections import Counter, deque
@@ -156,6 +157,9 @@ class TCPSource(Source):
         self.listener: Optional[socket.socket] = None
         self.clients: list[_Client] = []
         self._rr = 0  # round-robin start
+        # One epoll fd stands for the listener and every client, so fds() never changes
+        # and the worker registers it once.
+        self._sel = selectors.DefaultSelector()
 
     # -- lifecycle
 
@@ -174,6 +178,7 @@ class TCPSource(Source):
             raise OSError(e.errno, f"TCP source {c.name!r} cannot listen on {c.host}:{c.port}: "
                                    f"{e.strerror}") from None
         self.listener = sock
+        self._sel.register(sock, selectors.EVENT_READ)
         log.info("TCP source %r listening on %s:%d", c.name, *self.address)
 
     @property
@@ -187,15 +192,23 @@ class TCPSource(Source):
             self.counts["discarded_bytes_at_close"] += cl.parser.buffered()
             self._drop_client(cl)
         if self.listener is not None:
+            self._sel.unregister(self.listener)
             self.listener.close()
             self.listener = None
+        self._sel.close()
 
     # -- reading
 
     def fds(self) -> list:
-        """The listening socket and every client still sending, as int fds."""
+        """One fd, readable when a connection is pending or a client has sent data.
+
+        It is an epoll fd covering the listener and all clients, so it stays the same
+        for the source's lifetime (without epoll: the listener and each client's fd).
+        """
         if self.listener is None:
             return []
+        if hasattr(self._sel, "fileno"):
+            return [self._sel.fileno()]
         return [self.listener.fileno()] + [cl.sock.fileno() for cl in self.clients if not cl.eof]
 
     def wait_hint(self) -> Optional[float]:
@@ -211,7 +224,9 @@ class TCPSource(Source):
     def read(self, max_n: int) -> list:
         """Up to ``max_n`` decoded messages; never blocks, never returns None (unbounded)."""
         now = time.monotonic()
-        self._accept(now)
+        ready = {key.fileobj for key, _ in self._sel.select(0)}
+        if self.listener in ready:
+            self._accept(now)
         out: list = []
         budget = max_n  # frames, decoded or not, so a read's work stays bounded
         active = self._rotated()
@@ -219,7 +234,7 @@ class TCPSource(Source):
             share = max(1, budget // len(active))
             still = []
             for cl in active:
-                took = self._take(cl, out, min(share, budget), now)
+                took = self._take(cl, out, min(share, budget), now, cl.sock in ready)
                 budget -= took
                 if took and not cl.closed:
                     still.append(cl)
@@ -256,10 +271,15 @@ class TCPSource(Source):
             sock.setblocking(False)
             parser = FrameParser(self.header_length, self.length_fmt, self.config.max_frame)
             self.clients.append(_Client(sock, peer, parser, now))
+            self._sel.register(sock, selectors.EVENT_READ)
             self.counts["accepted"] += 1
 
-    def _take(self, cl: _Client, out: list, limit: int, now: float) -> int:
-        """Take up to ``limit`` frames from one client, reading its socket as needed."""
+    def _take(self, cl: _Client, out: list, limit: int, now: float, readable: bool) -> int:
+        """Take up to ``limit`` frames from one client, reading its socket as needed.
+
+        ``readable``: the socket had data when this read began; after a successful
+        recv we try again, since more may have come.
+        """
         took = 0
         while took < limit:
             try:
@@ -274,8 +294,9 @@ class TCPSource(Source):
                 # Whatever follows is the start of a new frame, begun about now.
                 cl.stalled_since = now if cl.parser.buffered() else None
                 continue
-            if cl.eof or not self._recv(cl, now):
+            if cl.eof or not readable:
                 break
+            readable = self._recv(cl, now)
         if cl.eof and not cl.parser.has_frame():
             self._finish(cl)
         return took
@@ -292,6 +313,7 @@ class TCPSource(Source):
             data = b""
         if not data:
             cl.eof = True
+            self._sel.unregister(cl.sock)  # an EOF'd socket would stay readable forever
             return False
         self.counts["bytes"] += len(data)
         cl.parser.feed(data)
@@ -346,6 +368,8 @@ class TCPSource(Source):
 
     def _drop_client(self, cl: _Client) -> None:
         cl.closed = True
+        if not cl.eof:
+            self._sel.unregister(cl.sock)
         cl.sock.close()
         if cl in self.clients:
             self.clients.remove(cl)
@@ -382,7 +406,8 @@ class TCPSinkConfig(SinkConfig):
 
     Past the bound the sink applies backpressure: ``write`` blocks the worker (and
     so its sources) while it drains and reconnects, for at most ``max_block``
-    seconds per call. If the buffer is still over the bound after that, the oldest
+    seconds per call (short by default, so the worker still answers its driver:
+    a receiver that stays away slows the pipeline to one batch per ``max_block``). If the buffer is still over the bound after that, the oldest
     whole messages are dropped to fit, counted in ``stats()['dropped']`` /
     ``['dropped_bytes']`` and reported through ``drain_errors()``. ``max_block=None``
     never drops (it blocks until the receiver takes the data); ``max_block=0`` never
@@ -398,7 +423,7 @@ class TCPSinkConfig(SinkConfig):
         port: Any,
         encoder: Any,
         max_buffer: int = 8 * 1024 * 1024,
-        max_block: Optional[float] = 10.0,
+        max_block: Optional[float] = 1.0,
         close_timeout: float = 5.0,
         reconnect_min: float = 0.05,
         reconnect_max: float = 2.0,
