@@ -1,5 +1,6 @@
 """The Kafka source and sink against a real Kafka-protocol broker (Tansu) on 127.0.0.1."""
 
+import socket
 import sys
 import time
 from pathlib import Path
@@ -228,3 +229,17 @@ def test_broker_lists_and_encoded_shapes():
     assert split_encoded((b"v", None, 2)) == (b"v", None, 2)
     with pytest.raises(TypeError):
         split_encoded((b"v", None, "p"))
+
+
+def test_undeliverable_messages_are_counted_as_failed():
+    with socket.socket() as s:  # a port where no broker listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sink = KafkaSinkConfig("t", f"127.0.0.1:{port}", lambda x: x, flush_timeout=5,
+                           config={"message.timeout.ms": 300}).make_sink()
+    sink.open(0)
+    sink.write(["a", "b", "c"])
+    sink.close()
+    stats = sink.stats()
+    assert stats["accepted"] == 3 and stats["failed"] == 3 and stats["delivered"] == 0
+    assert {e["where"] for e in sink.drain_errors()} >= {"delivery"}

@@ -273,3 +273,15 @@ def test_port_in_use_names_the_source():
             src.make_source().open(0)
     finally:
         blocker.close()
+
+
+def test_decoder_from_the_api_decorator(make_source, connect):
+    from wallaroo_nb.api import decoder
+
+    @decoder(header_length=2, length_fmt=">H")
+    def dec(payload):
+        return payload.decode()[::-1]
+
+    src = make_source(decoder=dec)
+    connect(src).sendall(struct.pack(">H", 3) + b"abc")
+    assert pump(src, count(1)) == ["cba"]
