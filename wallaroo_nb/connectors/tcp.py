@@ -303,6 +303,8 @@ class TCPSource(Source):
 
     def _recv(self, cl: _Client, now: float) -> bool:
         """Read once from a client; False when nothing more is available now."""
+        if cl.eof:
+            return False
         try:
             data = cl.sock.recv(self.config.recv_size)
         except (BlockingIOError, InterruptedError):
