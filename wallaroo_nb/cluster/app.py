@@ -18,9 +18,9 @@ from typing import Any, Optional
 
 from ..api import Application, BuildError, Pipeline, build_application
 from ..keys import slot_of_key
-from ..plan import make_plan
 from ..metrics.store import MetricsStore
-from .driver import Driver
+from ..plan import make_plan
+from .driver import Callbacks, Driver, Options, Recovering
 
 _APPS: "weakref.WeakSet[App]" = weakref.WeakSet()
 ON_ERROR_MODES = ("record", "stop")
@@ -33,13 +33,13 @@ class StepError(RuntimeError):
 class App:
     """A running (or stopped) application on worker processes."""
 
-    def __init__(self, application: Application, workers: int, on_error: str,
-                 metrics: bool = True):
+    def __init__(self, application: Application, workers: int, opts: Options):
         self.name = application.name
         self.plan = make_plan(application)
         self._code_files = _code_files(self.plan)
         self.workers = workers
-        self.on_error = on_error
+        self.on_error = opts.on_error
+        self.resilience = opts.resilience
         self._results: list = []
         self._errors: list = []
         self._events: list = []
@@ -48,8 +48,9 @@ class App:
         self._stop_lock = threading.Lock()
         self._t0 = time.time()
         self._metrics = MetricsStore()
-        self._driver = Driver(self.plan, workers, on_error, self._deliver, self._add_errors,
-                              self._event, self._add_metrics, metrics)
+        _warn_unreplayable(self.plan, opts, self._event)
+        self._driver = Driver(self.plan, workers, opts, Callbacks(
+            self._deliver, self._add_errors, self._event, self._add_metrics))
         _APPS.add(self)
 
     # -- callbacks from the driver's I/O thread ---------------------------------------
@@ -137,12 +138,23 @@ class App:
                 raise TimeoutError(self._in_flight(timeout))
             try:
                 snap = self._driver.call("status", timeout=max(0.5, min(remaining or 10, 10)))
-            except TimeoutError:
+            except (TimeoutError, Recovering):
+                last = None
                 continue
             self._raise_failure()
             key = _quiescent(snap, self._driver.results_received)
             if key is not None and key == last:
-                return self
+                if not self.resilience:
+                    return self
+                # results are released by commits: one more epoch covers everything
+                generation = self._driver.generation
+                target = self._driver.checkpoint_now()
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if (self._driver.wait_committed(target, left)
+                        and self._driver.generation == generation):
+                    return self  # drained, and committed after it with no recovery between
+                last = None
+                continue
             last = key
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
@@ -314,6 +326,8 @@ def _quiescent(snap: list, received: list) -> Optional[tuple]:
 
     Two equal fingerprints from consecutive rounds mean the app is drained
     (Mattern's four-counter termination detection)."""
+    if not snap:
+        return None
     for st in snap:
         if st["halted"] or not st["idle"]:
             return None
@@ -381,8 +395,14 @@ def _state_fields(st: Any) -> dict:
     return {"state": st}
 
 
-def run(application: Any, workers: int = 2, on_error: str = "record", metrics: bool = True) -> App:
-    """Start ``application`` (or a Pipeline ending in a sink) on ``workers`` processes."""
+def run(application: Any, workers: int = 2, on_error: str = "record", metrics: bool = True,
+        resilience: bool = False, checkpoint_dir: Optional[str] = None,
+        checkpoint_interval: float = 1.0, resume: bool = False) -> App:
+    """Start ``application`` (or a Pipeline ending in a sink) on ``workers`` processes.
+
+    With ``resilience`` the app checkpoints every ``checkpoint_interval`` seconds
+    into ``checkpoint_dir`` and survives dead workers; ``resume`` picks up from the
+    last committed checkpoint there (after a driver restart)."""
     if isinstance(application, Pipeline):
         application = build_application("app", application)
     if not isinstance(application, Application):
@@ -391,7 +411,35 @@ def run(application: Any, workers: int = 2, on_error: str = "record", metrics: b
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if on_error not in ON_ERROR_MODES:
         raise ValueError(f"on_error must be one of {ON_ERROR_MODES}, got {on_error!r}")
-    return App(application, workers, on_error, metrics)
+    if resume and not checkpoint_dir:
+        raise ValueError("resume=True needs the checkpoint_dir of the run to resume")
+    if not (isinstance(checkpoint_interval, (int, float)) and checkpoint_interval > 0):
+        raise ValueError(f"checkpoint_interval must be a positive number of seconds, "
+                         f"got {checkpoint_interval!r}")
+    opts = Options(on_error=on_error, metrics=metrics, resilience=resilience or resume,
+                   checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
+                   resume=resume, wallaroo_alias=_wallaroo_alias_active())
+    return App(application, workers, opts)
+
+
+def _wallaroo_alias_active() -> bool:
+    import sys
+
+    mod = sys.modules.get("wallaroo")
+    return mod is not None and getattr(mod, "__wallaroo_nb_alias__", False)
+
+
+def _warn_unreplayable(plan: Any, opts: Options, event: Any) -> None:
+    if not opts.resilience:
+        return
+    import warnings
+
+    for sp in plan.sources:
+        if not getattr(sp.config, "replayable", True):
+            msg = (f"source {sp.name!r} cannot replay: after a crash, messages it delivered "
+                   "since the last checkpoint are lost (at most once for that source)")
+            warnings.warn(msg, stacklevel=3)
+            event(msg)
 
 
 def running_apps() -> list:

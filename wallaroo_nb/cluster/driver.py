@@ -1,9 +1,15 @@
 """The driver side of a running app: spawn workers, talk to them, collect results.
 
 One background thread owns the driver's ROUTER socket. Everything the workers
-send (results, errors, replies, crashes) is read there, so a notebook cell never
-blocks on it and a busy cell never stops it. User threads send requests through
-a queue plus an inproc wake-up socket, and wait on a per-request future.
+send (results, errors, metrics, replies, checkpoint acks, crashes) is read
+there, so a notebook cell never blocks on it and a busy cell never stops it.
+User threads send requests through a queue plus an inproc wake-up socket, and
+wait on a per-request future.
+
+With resilience on, the same thread runs the checkpoint epochs (one in flight at
+a time), commits them, releases the results of committed epochs only, and
+recovers from a dead worker: every worker is restarted from the last committed
+epoch and the sources are rewound.
 """
 
 from __future__ import annotations
@@ -19,20 +25,49 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 import cloudpickle
 import msgpack
 import zmq
 
+from .checkpoints import CheckpointDir, describe
+
 PING_S = 1.0
 LIVENESS_S = 0.2
 STOP_GRACE_S = 5.0
+CHECKPOINT_TIMEOUT_S = 30.0
+MAX_RECOVERIES_PER_MINUTE = 20
 
 
 class WorkerFailure(RuntimeError):
-    """A worker process died or its engine raised."""
+    """A worker process died or its engine raised (and resilience is off)."""
+
+
+class Recovering(RuntimeError):
+    """The workers were restarted while a request was in flight; ask again."""
+
+
+@dataclass
+class Options:
+    on_error: str = "record"
+    metrics: bool = True
+    resilience: bool = False
+    checkpoint_dir: Optional[str] = None
+    checkpoint_interval: float = 1.0
+    resume: bool = False
+    wallaroo_alias: bool = False
+
+
+@dataclass
+class Callbacks:
+    """How the driver hands things to the App (called on the I/O thread)."""
+
+    deliver: Callable[[Any, list], None]
+    errors: Callable[[list], None]
+    event: Callable[[str], None]
+    metrics: Callable[[int, dict], None]
 
 
 class Reply:
@@ -41,6 +76,7 @@ class Reply:
     def __init__(self, n: int):
         self.values: dict = {}
         self.n = n
+        self.error: Optional[BaseException] = None
         self.done = threading.Event()
 
     def put(self, worker: int, value: Any) -> None:
@@ -48,22 +84,19 @@ class Reply:
         if len(self.values) >= self.n:
             self.done.set()
 
+    def cancel(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
 
 class Driver:
     """Processes, sockets and the I/O thread of one app. Knows nothing of notebooks."""
 
-    def __init__(self, plan: Any, n_workers: int, on_error: str,
-                 deliver: Callable[[Any, list], None], on_errors: Callable[[list], None],
-                 on_event: Callable[[str], None], on_metrics: Callable[[int, dict], None],
-                 metrics: bool = True):
+    def __init__(self, plan: Any, n_workers: int, opts: Options, cb: Callbacks):
         self.plan = plan
         self.n = n_workers
-        self.on_error = on_error
-        self.deliver = deliver
-        self.on_errors = on_errors
-        self.on_event = on_event
-        self.on_metrics = on_metrics
-        self.metrics = metrics
+        self.opts = opts
+        self.cb = cb
         self.rundir = tempfile.mkdtemp(prefix="wallaroo_nb-")
         os.chmod(self.rundir, 0o700)  # ipc sockets carry pickles: owner only
         self.zctx = zmq.Context()
@@ -81,18 +114,62 @@ class Driver:
         self.requests: queue.Queue = queue.Queue()
         self.pending: dict = {}
         self.req_ids = itertools.count(1)
-        self.results_received = [0] * n_workers
         self.ready = threading.Event()
-        self.ready_count = 0
         self.failure: Optional[BaseException] = None
         self.stop_requested = False
         self.stopped = threading.Event()
-        self.procs = [self._spawn(i) for i in range(n_workers)]
-        self.exited = [False] * n_workers
+        self.generation = 0
+        self.recoveries: list = []  # monotonic times of recoveries
+        self._setup_checkpoints()
+        self._start_generation()
         self.thread = threading.Thread(target=self._loop, name="wallaroo_nb-driver", daemon=True)
         self.thread.start()
 
+    # -- checkpoints: setup ----------------------------------------------------------
+
+    def _setup_checkpoints(self) -> None:
+        self.ckpt: Optional[CheckpointDir] = None
+        self.committed: Optional[dict] = None  # manifest of the last committed epoch
+        self.epoch = 0  # last epoch started
+        self.epoch_started = 0.0
+        self.in_flight: Optional[int] = None
+        self.acks: dict = {}
+        self.force_checkpoint = False
+        self.next_checkpoint = time.monotonic() + self.opts.checkpoint_interval
+        self.commit_cond = threading.Condition()
+        self.checkpoint_times: list = []  # seconds from start to commit, per epoch
+        if not self.opts.resilience:
+            return
+        path = self.opts.checkpoint_dir or os.path.join(self.rundir, "checkpoints")
+        self.ckpt = CheckpointDir(path)
+        if self.opts.resume:
+            manifest, notes = self.ckpt.latest()
+            for note in notes:
+                self.cb.event(note)
+            if manifest is not None:
+                self.committed = manifest
+                self.epoch = manifest["epoch"]
+                self.ckpt.truncate_results(manifest["results_offset"])
+                for batch in self.ckpt.committed_results(manifest["results_offset"]):
+                    sid, values = batch
+                    self.cb.deliver(self.plan.steps[sid], values)
+            self.cb.event(f"resuming from {describe(manifest)} in {self.ckpt.path}")
+        else:
+            self.ckpt.clear()
+
     # -- processes -------------------------------------------------------------------
+
+    def _start_generation(self) -> None:
+        self.ready.clear()
+        self.ready_count = 0
+        self.results_received = [0] * self.n
+        self.uncommitted: list = [[] for _ in range(self.n)]  # (sid, values) since last ack
+        self.acked_batches: dict = {}  # worker -> batches of the epoch in flight
+        self.procs = [self._spawn(i) for i in range(self.n)]
+        self.exited = [False] * self.n
+
+    def _ident(self, i: int) -> bytes:
+        return f"w{i}.{self.generation}".encode()
 
     def _spawn(self, i: int) -> subprocess.Popen:
         env = dict(os.environ)
@@ -100,7 +177,10 @@ class Driver:
         # travel by reference, those from __main__ (a notebook) by value
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(paths)
-        cmd = [sys.executable, "-m", "wallaroo_nb.engine.worker", "--driver", self.addr, "--id", str(i)]
+        cmd = [sys.executable, "-m", "wallaroo_nb.engine.worker", "--driver", self.addr,
+               "--id", str(i), "--ident", self._ident(i).decode()]
+        if self.opts.wallaroo_alias:
+            cmd.append("--wallaroo-alias")
         # own session: a Ctrl-C meant for the driver does not tear workers down mid-stop
         return subprocess.Popen(cmd, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
 
@@ -111,13 +191,18 @@ class Driver:
     def _start_message(self, w: int) -> bytes:
         assign = {sp.id: sp.id % self.n for sp in self.plan.sources}
         sources = [sp if assign[sp.id] == w else replace(sp, config=None) for sp in self.plan.sources]
+        restore = None
+        if self.ckpt is not None and self.committed is not None:
+            restore = self.ckpt.restore_info(self.committed)
         return cloudpickle.dumps({
             "plan": replace(self.plan, sources=sources),
             "workers": self.n,
             "assign": assign,
-            "on_error": self.on_error,
-            "metrics": self.metrics,
-            "data_addrs": [f"ipc://{self.rundir}/w{i}.data" for i in range(self.n)],
+            "on_error": self.opts.on_error,
+            "metrics": self.opts.metrics,
+            "checkpoint_dir": self.ckpt.path if self.ckpt else None,
+            "restore": restore,
+            "data_addrs": [f"ipc://{self.rundir}/w{i}.g{self.generation}.data" for i in range(self.n)],
         })
 
     # -- requests from user threads ---------------------------------------------------------
@@ -125,9 +210,13 @@ class Driver:
     def call(self, op: str, args: Optional[dict] = None, workers: Optional[list] = None,
              timeout: float = 30.0) -> list:
         """Send ``op`` to workers (default all); return their values in worker order."""
+        if self.failure is not None:
+            raise self.failure
         if self.stopped.is_set():
             raise RuntimeError("the app is stopped")
         if not self.ready.wait(timeout):
+            if self.failure is not None:
+                raise self.failure
             raise TimeoutError(f"workers did not start within {timeout}s")
         targets = list(range(self.n)) if workers is None else list(workers)
         req_id = next(self.req_ids)
@@ -137,10 +226,10 @@ class Driver:
         self._wake()
         if not reply.done.wait(timeout):
             self.pending.pop(req_id, None)
-            if self.failure is not None:
-                raise self.failure
             raise TimeoutError(f"workers {sorted(set(targets) - set(reply.values))} did not "
                                f"answer {op!r} within {timeout}s")
+        if reply.error is not None:
+            raise reply.error
         out = []
         for w in targets:
             ok, value = reply.values[w]
@@ -148,6 +237,35 @@ class Driver:
                 raise RuntimeError(f"worker {w} failed {op!r}: {value}")
             out.append(value)
         return out
+
+    def tell(self, kind: bytes, payload: Any = None) -> None:
+        """A one-way message to every worker (from any thread)."""
+        self.requests.put((None, kind, payload, list(range(self.n))))
+        self._wake()
+
+    def checkpoint_now(self) -> int:
+        """Ask for an epoch that begins after this call; return its number."""
+        with self.commit_cond:
+            target = self.epoch + 1
+            self.force_checkpoint = True
+        self._wake()
+        return target
+
+    def wait_committed(self, epoch: int, timeout: Optional[float]) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.commit_cond:
+            while self.committed_epoch < epoch:
+                if self.stopped.is_set() or self.failure is not None:
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self.commit_cond.wait(0.1 if left is None else min(left, 0.1))
+        return True
+
+    @property
+    def committed_epoch(self) -> int:
+        return self.committed["epoch"] if self.committed else 0
 
     def _wake(self) -> None:
         with self.wake_lock:
@@ -168,6 +286,7 @@ class Driver:
             with self.wake_lock:
                 self.wake_tx.close(0)
             self.zctx.destroy(linger=0)
+            shutil.rmtree(self.rundir, ignore_errors=True)
 
     # -- the I/O thread ----------------------------------------------------------------------
 
@@ -203,19 +322,23 @@ class Driver:
                 if now >= next_live:
                     next_live = now + LIVENESS_S
                     self._check_alive()
+                if self.ckpt is not None:
+                    self._drive_checkpoints(now)
         except Exception:
             self._fail(WorkerFailure("driver I/O thread crashed:\n" + traceback.format_exc()))
         finally:
             self._reap(kill=True)
             for r in list(self.pending.values()):
-                r.done.set()
+                r.cancel(RuntimeError("the app stopped"))
             self.router.close(0)
             self.wake_rx.close(0)
             self.stopped.set()
+            with self.commit_cond:
+                self.commit_cond.notify_all()
 
     def _send(self, w: int, frames: list) -> None:
         try:
-            self.router.send_multipart([f"w{w}".encode()] + frames, zmq.NOBLOCK)
+            self.router.send_multipart([self._ident(w)] + frames, zmq.NOBLOCK)
         except zmq.ZMQError:
             pass  # not connected yet or gone; liveness checks report the cause
 
@@ -225,6 +348,16 @@ class Driver:
                 req_id, op, args, targets = self.requests.get_nowait()
             except queue.Empty:
                 return
+            if req_id is None:  # a one-way message
+                body = [op] if args is None else [op, msgpack.packb(args)]
+                for w in targets:
+                    self._send(w, body)
+                continue
+            if not self.ready.is_set():  # recovering: the new workers did not see it
+                reply = self.pending.pop(req_id, None)
+                if reply is not None:
+                    reply.cancel(Recovering(f"workers restarted while {op!r} was asked; ask again"))
+                continue
             body = cloudpickle.dumps(args)
             for w in targets:
                 self._send(w, [b"req", msgpack.packb([req_id, op]), body])
@@ -235,13 +368,15 @@ class Driver:
                 ident, kind, *rest = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            w = int(ident[1:])
+            name, _, gen = ident.decode().partition(".")
+            if int(gen or 0) != self.generation:
+                continue  # a message from a worker of a generation already replaced
             handler = _HANDLERS.get(kind)
             if handler is not None:
-                handler(self, w, rest)
+                handler(self, int(name[1:]), rest)
 
     def _on_hello(self, w: int, rest: list) -> None:
-        self.router.send_multipart([f"w{w}".encode(), b"plan", self._start_message(w)])
+        self._send(w, [b"plan", self._start_message(w)])
 
     def _on_ready(self, w: int, rest: list) -> None:
         self.ready_count += 1
@@ -249,26 +384,37 @@ class Driver:
             for i in range(self.n):
                 self._send(i, [b"go"])
             self.ready.set()
-            self.on_event(f"{self.n} workers started")
+            if self.generation == 0:
+                self.cb.event(f"{self.n} workers started")
+            else:
+                self.cb.event(f"recovered from {describe(self.committed)} in "
+                              f"{time.monotonic() - self.recovery_started:.2f}s")
+            self.next_checkpoint = time.monotonic() + self.opts.checkpoint_interval
 
     def _on_results(self, w: int, rest: list) -> None:
         sid, _n = msgpack.unpackb(rest[0])
         self.results_received[w] += 1
         values = pickle.loads(rest[1])
+        if self.ckpt is not None:
+            self.uncommitted[w].append((sid, values))  # released when its epoch commits
+        else:
+            self._deliver(sid, values)
+
+    def _deliver(self, sid: int, values: list) -> None:
         try:
-            self.deliver(self.plan.steps[sid], values)
+            self.cb.deliver(self.plan.steps[sid], values)
         except Exception as e:  # a user's callback sink raised
-            self.on_errors([{
+            self.cb.errors([{
                 "step": self.plan.steps[sid].name, "where": "sink", "key": "",
                 "input": f"<batch of {len(values)}>", "error": f"{type(e).__name__}: {e}",
                 "traceback": traceback.format_exc(), "worker": "driver", "time": time.time(),
             }])
 
     def _on_metrics(self, w: int, rest: list) -> None:
-        self.on_metrics(w, msgpack.unpackb(rest[0]))
+        self.cb.metrics(w, msgpack.unpackb(rest[0]))
 
     def _on_errors(self, w: int, rest: list) -> None:
-        self.on_errors(pickle.loads(rest[0]))
+        self.cb.errors(pickle.loads(rest[0]))
 
     def _on_reply(self, w: int, rest: list) -> None:
         req_id = msgpack.unpackb(rest[0])
@@ -280,17 +426,102 @@ class Driver:
                 self.pending.pop(req_id, None)
 
     def _on_crash(self, w: int, rest: list) -> None:
-        self._fail(WorkerFailure(f"worker {w} crashed:\n{rest[0].decode(errors='replace')}"))
+        self._lost(w, f"worker {w} crashed:\n{rest[0].decode(errors='replace')}")
 
     def _on_bye(self, w: int, rest: list) -> None:
         pass
 
+    def _on_ack(self, w: int, rest: list) -> None:
+        ack = pickle.loads(rest[0])
+        if ack["epoch"] != self.in_flight:
+            return  # an aborted epoch
+        self.acks[w] = ack
+        self.acked_batches[w] = self.uncommitted[w]
+        self.uncommitted[w] = []
+        if len(self.acks) == self.n:
+            self._commit()
+
+    # -- checkpoints: epochs ------------------------------------------------------------------
+
+    def _drive_checkpoints(self, now: float) -> None:
+        if not self.ready.is_set():
+            return
+        if self.in_flight is None:
+            if now >= self.next_checkpoint or self.force_checkpoint:
+                with self.commit_cond:
+                    self.epoch += 1
+                    self.force_checkpoint = False
+                self.in_flight = self.epoch
+                self.epoch_started = now
+                self.acks = {}
+                self.acked_batches = {}
+                for i in range(self.n):
+                    self._send(i, [b"ckpt", msgpack.packb(self.epoch)])
+        elif now - self.epoch_started > CHECKPOINT_TIMEOUT_S:
+            self.cb.event(f"checkpoint {self.in_flight} did not complete in "
+                          f"{CHECKPOINT_TIMEOUT_S:.0f}s: aborted, will retry")
+            for i in range(self.n):
+                self._send(i, [b"abort", msgpack.packb(self.in_flight)])
+            for w, batches in self.acked_batches.items():
+                self.uncommitted[w] = batches + self.uncommitted[w]
+            self.in_flight = None
+            self.next_checkpoint = now + self.opts.checkpoint_interval
+
+    def _commit(self) -> None:
+        epoch = self.in_flight
+        batches = [b for w in range(self.n) for b in self.acked_batches[w]]
+        persisted = [b for b in batches if getattr(self.plan.steps[b[0]].sink, "fn", None) is None]
+        manifest = self.ckpt.commit(epoch, [self.acks[w] for w in range(self.n)], persisted)
+        with self.commit_cond:
+            self.committed = manifest
+            self.in_flight = None
+            self.checkpoint_times.append(time.monotonic() - self.epoch_started)
+            self.commit_cond.notify_all()
+        self.next_checkpoint = time.monotonic() + self.opts.checkpoint_interval
+        for sid, values in batches:
+            self._deliver(sid, values)
+        for i in range(self.n):
+            self._send(i, [b"commit", msgpack.packb(epoch)])
+
+    # -- failures and recovery ------------------------------------------------------------------
+
+    def _lost(self, w: int, reason: str) -> None:
+        if self.stop_requested:
+            return
+        if self.ckpt is None:
+            self._fail(WorkerFailure(reason))
+            return
+        now = time.monotonic()
+        self.recoveries = [t for t in self.recoveries if now - t < 60] + [now]
+        if len(self.recoveries) > MAX_RECOVERIES_PER_MINUTE:
+            self._fail(WorkerFailure(f"{reason}\n(gave up: {len(self.recoveries)} recoveries "
+                                     "in a minute)"))
+            return
+        self._recover(reason.splitlines()[0])
+
+    def _recover(self, reason: str) -> None:
+        self.recovery_started = time.monotonic()
+        self.cb.event(f"{reason}; restarting every worker from {describe(self.committed)}")
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            p.wait(10)
+        if self.in_flight is not None:
+            self.in_flight = None
+        for r in list(self.pending.values()):
+            r.cancel(Recovering("workers restarted during the request; ask again"))
+        self.pending.clear()
+        self.generation += 1
+        self._start_generation()
+
     def _fail(self, exc: BaseException) -> None:
         if self.failure is None:
             self.failure = exc
-            self.on_event(str(exc).splitlines()[0])
+            self.cb.event(str(exc).splitlines()[0])
         for r in list(self.pending.values()):
-            r.done.set()
+            r.cancel(exc)
+        self.ready.set()  # wake anyone waiting for start-up: they will see the failure
         self.stop_requested = True
 
     def _check_alive(self) -> None:
@@ -298,8 +529,8 @@ class Driver:
             code = p.poll()
             if code is not None and not self.exited[i]:
                 self.exited[i] = True
-                if not self.stop_requested:
-                    self._fail(WorkerFailure(f"worker {i} (pid {p.pid}) exited with code {code}"))
+                self._lost(i, f"worker {i} (pid {p.pid}) exited with code {code}")
+                return  # a recovery replaced every process
 
     def _reap(self, kill: bool) -> None:
         for i, p in enumerate(self.procs):
@@ -309,8 +540,6 @@ class Driver:
                 p.kill()
                 p.wait(5)
                 self.exited[i] = True
-        if kill and all(self.exited):
-            shutil.rmtree(self.rundir, ignore_errors=True)
 
 
 _HANDLERS = {
@@ -322,4 +551,5 @@ _HANDLERS = {
     b"reply": Driver._on_reply,
     b"crash": Driver._on_crash,
     b"bye": Driver._on_bye,
+    b"ack": Driver._on_ack,
 }

@@ -52,12 +52,14 @@ class SourceConfig:
     """What the user passes to ``source(name, config)``.
 
     ``name`` names the source in errors and metrics; ``event_time`` is an optional
-    function message -> int nanoseconds; ``bounded`` says whether the source ends.
+    function message -> int nanoseconds; ``bounded`` says whether the source ends;
+    ``replayable`` whether its Source can seek (exactly-once recovery needs it).
     """
 
     name: str = "source"
     event_time: Optional[Callable[[Any], int]] = None
     bounded: bool = True
+    replayable: bool = False  # can its sources seek(position)? (resilience needs it)
 
     def make_source(self) -> Source:
         raise NotImplementedError

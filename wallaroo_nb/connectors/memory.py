@@ -77,6 +77,8 @@ class IterableSourceConfig(SourceConfig):
     too. A generator object cannot travel to a worker: pass a function making it.
     """
 
+    replayable = True
+
     def __init__(self, name: str, data: Any, rate: Optional[float] = None,
                  event_time: Optional[Callable[[Any], int]] = None):
         self.name = name
@@ -110,6 +112,8 @@ class IterableSourceConfig(SourceConfig):
 class DataFrameSourceConfig(SourceConfig):
     """Each row of a pandas DataFrame as a dict {column: value}, in order."""
 
+    replayable = True
+
     def __init__(self, name: str, df: Any, rate: Optional[float] = None,
                  event_time: Optional[Callable[[Any], int]] = None):
         if not hasattr(df, "to_dict"):
@@ -142,6 +146,8 @@ class GenSourceConfig(SourceConfig):
 
     Unbounded unless ``limit`` is given.
     """
+
+    replayable = True
 
     def __init__(self, gen: Any, name: str = "gen", rate: Optional[float] = None,
                  limit: Optional[int] = None, event_time: Optional[Callable[[Any], int]] = None):

@@ -20,7 +20,9 @@ from ..keys import default_owners, slot_cache
 from ..metrics import histogram as hg
 from ..metrics.recorder import Recorder
 
-GROUP_DATA = 0
+GROUP_DATA = 0  # (0, step, source, ingest ts, event times | None, pickled values)
+GROUP_BARRIER = 1  # (1, step, epoch)
+GROUP_WATERMARK = 2  # (2, step, watermark ns)
 MAX_ERRORS_KEPT = 1000  # error records buffered per flush; all are counted
 
 

@@ -23,7 +23,9 @@ import cloudpickle
 import msgpack
 import zmq
 
-from .runtime import GROUP_DATA, Runtime
+from ..keys import slot_of_key
+from .epochs import Aligner, read_checked, write_atomic
+from .runtime import GROUP_BARRIER, GROUP_DATA, Runtime
 from .steps import build
 
 CHUNK = 1024  # max values read from a source per loop turn
@@ -50,11 +52,11 @@ class SourceRun:
 
 
 class Worker:
-    def __init__(self, driver: str, me: int):
+    def __init__(self, driver: str, me: int, ident: str):
         self.me = me
         self.zctx = zmq.Context.instance()
         self.ctl = self.zctx.socket(zmq.DEALER)
-        self.ctl.setsockopt(zmq.IDENTITY, f"w{me}".encode())
+        self.ctl.setsockopt(zmq.IDENTITY, ident.encode())
         self.ctl.setsockopt(zmq.LINGER, 2000)
         self.ctl.setsockopt(zmq.SNDHWM, HWM * 4)
         self.ctl.connect(driver)
@@ -92,6 +94,8 @@ class Worker:
                 sink.open(self.me)
                 rt.sinks[step.id] = sink
         self.entry, self.remote = build(rt)
+        self.aligner = Aligner(plan, self.me, self.n)
+        self.ckpt_dir = start.get("checkpoint_dir")
         self.sources = []
         for sp in plan.sources:
             if start["assign"][sp.id] == self.me:
@@ -100,6 +104,8 @@ class Worker:
                 run = SourceRun(sp, feed)
                 run.source.open(self.me)
                 self.sources.append(run)
+        if start.get("restore"):
+            self.restore(start["restore"])
         self.data_in = self.zctx.socket(zmq.PULL)
         self.data_in.setsockopt(zmq.RCVHWM, HWM)
         self.data_in.bind(start["data_addrs"][self.me])
@@ -136,7 +142,7 @@ class Worker:
                 self.handle_control()
             if self.data_in in events:
                 self.handle_frames()
-            if not self.rt.halted and self.outbox_room():
+            if not self.rt.halted and self.outbox_room() and not self.aligner.active:
                 self.read_sources()
             self.flush()
             now = time.monotonic()
@@ -215,7 +221,6 @@ class Worker:
             rt.seal()
 
     def handle_frames(self) -> None:
-        rt, ctx, remote = self.rt, self.rt.ctx, self.remote
         for _ in range(FRAMES_PER_TURN):
             try:
                 frame = self.data_in.recv(zmq.NOBLOCK, copy=True)
@@ -223,22 +228,34 @@ class Worker:
                 return
             sender, groups = msgpack.unpackb(frame)
             self.recv[sender] += 1
+            aligner = self.aligner
             for g in groups:
-                if g[0] != GROUP_DATA:
-                    continue
-                _, sid, src, ts, ets, payload = g
-                vals = pickle.loads(payload)
-                ctx.src, ctx.ts, ctx.arrived = src, ts, time.time_ns()
-                feed = remote[sid]
-                if ets is None:
-                    ctx.et = ts
-                    for v in vals:
-                        feed(v)
-                else:
-                    for v, e in zip(vals, ets):
-                        ctx.et = e
-                        feed(v)
-                rt.seal()
+                kind = g[0]
+                if kind == GROUP_DATA:
+                    if aligner.got[g[1]] and aligner.holds(sender, g[1]):
+                        aligner.held.append(g)
+                    else:
+                        self.process_group(g)
+                elif kind == GROUP_BARRIER:
+                    aligner.on_barrier(sender, g[1], g[2])
+            if aligner.active:
+                self.advance_epoch()
+
+    def process_group(self, g: tuple) -> None:
+        rt, ctx = self.rt, self.rt.ctx
+        _, sid, src, ts, ets, payload = g
+        vals = pickle.loads(payload)
+        ctx.src, ctx.ts, ctx.arrived = src, ts, time.time_ns()
+        feed = self.remote[sid]
+        if ets is None:
+            ctx.et = ts
+            for v in vals:
+                feed(v)
+        else:
+            for v, e in zip(vals, ets, strict=False):
+                ctx.et = e
+                feed(v)
+        rt.seal()
 
     def flush(self) -> None:
         """Frame what seal() produced and hand it to zmq without blocking."""
@@ -272,6 +289,66 @@ class Worker:
                 break
             q.popleft()
 
+    # -- checkpoints --------------------------------------------------------------------
+
+    def begin_epoch(self, epoch: int) -> None:
+        """The barrier enters here: sources stop at this chunk boundary."""
+        self.epoch_positions = {r.id: (r.source.position(), r.done) for r in self.sources}
+        self.aligner.begin(epoch)
+        self.advance_epoch()
+
+    def advance_epoch(self) -> None:
+        aligner = self.aligner
+        for step in aligner.advance():
+            for p in aligner.peers:
+                self.rt.out_groups[p].append((GROUP_BARRIER, step, aligner.epoch))
+        if aligner.complete:
+            epoch = aligner.epoch
+            ack = self.snapshot(epoch)
+            self.flush()  # outputs of the epoch go to the driver before its ack
+            self.driver_out.append([b"ack", pickle.dumps(ack)])
+            self.release(aligner.finish())
+
+    def release(self, held: list) -> None:
+        for g in held:
+            self.process_group(g)
+
+    def snapshot(self, epoch: int) -> dict:
+        """Write this worker's state, by step and slot, for ``epoch``; return the ack."""
+        rt, n_slots = self.rt, self.rt.plan.n_slots
+        state: dict = {}
+        for sid, states in rt.states.items():
+            state[rt.plan.steps[sid].name] = _by_slot(states.items(), n_slots)
+        for sid, runner in rt.windows.items():
+            state[rt.plan.steps[sid].name] = _by_slot(runner.snapshot().items(), n_slots)
+        payload = cloudpickle.dumps({"epoch": epoch, "worker": self.me, "state": state})
+        name = f"epoch-{epoch}-worker-{self.me}.ckpt"
+        sha = write_atomic(os.path.join(self.ckpt_dir, name), payload)
+        return {"epoch": epoch, "worker": self.me, "file": name, "sha256": sha,
+                "bytes": len(payload), "positions": self.epoch_positions}
+
+    def restore(self, r: dict) -> None:
+        """Load the state of the slots this worker owns and rewind its sources."""
+        rt = self.rt
+        by_name = {s.name: s for s in rt.plan.steps}
+        for name, sha in r["files"].items():
+            data = cloudpickle.loads(read_checked(os.path.join(r["dir"], name), sha))
+            for step_name, slots in data["state"].items():
+                step = by_name[step_name]
+                mine = {}
+                for slot, entries in slots.items():
+                    if rt.owners[slot] == self.me:
+                        mine.update(entries)
+                if step.kind == "window":
+                    rt.windows[step.id].restore(mine)
+                else:
+                    rt.states[step.id].update(mine)
+        for run in self.sources:
+            pos = r["positions"].get(run.id)
+            if pos is not None and run.source.replayable:
+                run.source.seek(pos[0])
+                run.count = pos[0] if isinstance(pos[0], int) else run.count
+
     def send_metrics(self) -> None:
         delta = self.rt.metrics_delta()
         if delta["hist"] or delta["events"]:
@@ -288,6 +365,10 @@ class Worker:
             self.last_driver = time.monotonic()
             if kind == b"req":
                 self.answer(rest)
+            elif kind == b"ckpt":
+                self.begin_epoch(msgpack.unpackb(rest[0]))
+            elif kind == b"abort":
+                self.release(self.aligner.abort(msgpack.unpackb(rest[0])))
             elif kind == b"stop":
                 self.stopping = True
                 return
@@ -330,6 +411,13 @@ class Worker:
         self.ctl.send_multipart([b"bye"])
 
 
+def _by_slot(items: Any, n_slots: int) -> dict:
+    out: dict = {}
+    for k, v in items:
+        out.setdefault(slot_of_key(k, n_slots), {})[k] = v
+    return out
+
+
 def _fan_out(feeds: list) -> Any:
     def feed(v: Any) -> None:
         for f in feeds:
@@ -355,7 +443,7 @@ def op_status(w: Worker) -> dict:
         "sent": list(w.sent),
         "recv": list(w.recv),
         "results_sent": w.results_sent,
-        "idle": not (any(w.outbox) or w.driver_out),
+        "idle": not (any(w.outbox) or w.driver_out or w.aligner.busy),
         "halted": rt.halted,
         "filtered": {rt.plan.steps[i].name: n for i, n in enumerate(rt.filtered) if n},
         "errors": {rt.plan.steps[i].name: n for i, n in enumerate(rt.error_counts) if n},
@@ -382,8 +470,15 @@ def main(argv: list | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--driver", required=True)
     p.add_argument("--id", type=int, required=True)
+    p.add_argument("--ident", help="socket identity (worker id and generation)")
+    p.add_argument("--wallaroo-alias", action="store_true",
+                   help="make `import wallaroo` resolve to wallaroo_nb (running Wallaroo apps)")
     a = p.parse_args(argv)
-    w = Worker(a.driver, a.id)
+    if a.wallaroo_alias:
+        from ..compat import install_alias
+
+        install_alias()
+    w = Worker(a.driver, a.id, a.ident or f"w{a.id}")
     try:
         w.run()
     except SystemExit:

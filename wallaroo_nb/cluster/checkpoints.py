@@ -1,0 +1,126 @@
+"""The driver's side of checkpoints: manifests, the committed-results log, recovery points.
+
+An epoch is committed when its manifest is on disk: the manifest names every
+worker's snapshot file with its SHA-256, the sources' replay positions and how
+far the committed-results log reaches. Everything is written write-fsync-rename
+with checksums, so a damaged file is detected and the previous committed epoch
+is used instead, with a message saying so.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pickle
+import re
+import struct
+import zlib
+from typing import Optional
+
+from ..engine.epochs import CorruptCheckpoint, read_checked, write_atomic
+
+KEEP_EPOCHS = 2  # committed epochs kept on disk: the newest and one to fall back on
+_MANIFEST = re.compile(r"manifest-(\d+)\.ckpt$")
+_RECORD = struct.Struct(">II")  # length, crc32
+
+
+class CheckpointDir:
+    """One app's checkpoint directory."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        os.makedirs(self.path, exist_ok=True)
+        self.results_path = os.path.join(self.path, "results.log")
+
+    def clear(self) -> None:
+        """Forget earlier runs (a fresh start must never resume from them by mistake)."""
+        for pattern in ("manifest-*.ckpt", "epoch-*-worker-*.ckpt", "results.log", "*.tmp-*"):
+            for f in glob.glob(os.path.join(self.path, pattern)):
+                os.unlink(f)
+
+    def commit(self, epoch: int, acks: list, results: list) -> dict:
+        """Append the epoch's results, then write its manifest: from then on it is committed."""
+        offset = self._append_results(results)
+        manifest = {
+            "epoch": epoch,
+            "workers": len(acks),
+            "files": {a["file"]: a["sha256"] for a in acks},
+            "positions": {sid: pos for a in acks for sid, pos in a["positions"].items()},
+            "results_offset": offset,
+        }
+        write_atomic(os.path.join(self.path, f"manifest-{epoch:012d}.ckpt"), pickle.dumps(manifest))
+        self._collect_garbage(epoch)
+        return manifest
+
+    def _append_results(self, batches: list) -> int:
+        with open(self.results_path, "ab") as f:
+            for batch in batches:
+                payload = pickle.dumps(batch, 5)
+                f.write(_RECORD.pack(len(payload), zlib.crc32(payload)))
+                f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+            return f.tell()
+
+    def latest(self) -> tuple[Optional[dict], list]:
+        """The newest committed epoch whose files all check out, and notes on any skipped."""
+        notes = []
+        for path in sorted(glob.glob(os.path.join(self.path, "manifest-*.ckpt")), reverse=True):
+            try:
+                manifest = pickle.loads(read_checked(path))
+                for name, sha in manifest["files"].items():
+                    read_checked(os.path.join(self.path, name), sha)
+                if manifest["results_offset"] > _size(self.results_path):
+                    raise CorruptCheckpoint(f"{self.results_path}: shorter than epoch "
+                                            f"{manifest['epoch']} committed")
+            except (CorruptCheckpoint, OSError, pickle.UnpicklingError, KeyError) as e:
+                notes.append(f"checkpoint {os.path.basename(path)} is unusable ({e}); "
+                             "falling back to the previous committed checkpoint")
+                continue
+            return manifest, notes
+        return None, notes
+
+    def committed_results(self, offset: int) -> list:
+        """The batches of results committed up to ``offset`` bytes of the log."""
+        out = []
+        if offset == 0:
+            return out
+        with open(self.results_path, "rb") as f:
+            while f.tell() < offset:
+                length, crc = _RECORD.unpack(f.read(_RECORD.size))
+                payload = f.read(length)
+                if zlib.crc32(payload) != crc:
+                    raise CorruptCheckpoint(f"{self.results_path}: a committed record is damaged")
+                out.append(pickle.loads(payload))
+        return out
+
+    def truncate_results(self, offset: int) -> None:
+        """Drop results appended after the committed offset (a commit cut short)."""
+        if _size(self.results_path) > offset:
+            with open(self.results_path, "r+b") as f:
+                f.truncate(offset)
+
+    def restore_info(self, manifest: dict) -> dict:
+        """What a worker needs to load the epoch: directory, files, positions."""
+        return {"dir": self.path, "epoch": manifest["epoch"], "files": manifest["files"],
+                "positions": manifest["positions"]}
+
+    def _collect_garbage(self, epoch: int) -> None:
+        epochs = sorted(int(m.group(1)) for f in os.listdir(self.path)
+                        if (m := _MANIFEST.match(f)))
+        keep = set(epochs[-KEEP_EPOCHS:]) | {epoch}
+        for f in os.listdir(self.path):
+            m = _MANIFEST.match(f) or re.match(r"epoch-(\d+)-worker-\d+\.ckpt$", f)
+            if m and int(m.group(1)) not in keep and int(m.group(1)) < epoch:
+                os.unlink(os.path.join(self.path, f))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def describe(manifest: Optional[dict]) -> str:
+    return "the start (no committed checkpoint)" if manifest is None else f"epoch {manifest['epoch']}"
