@@ -77,9 +77,11 @@ def running_apps() -> list[Any]:
     """The engine's running apps; EngineUnavailable when this wallaroo_nb has no engine."""
     try:
         import wallaroo_nb
+
+        # A lazy attribute: the engine's own modules load here, on first use.
+        fn = getattr(wallaroo_nb, "running_apps", None)
     except ImportError as exc:
-        raise EngineUnavailable(f"import wallaroo_nb failed: {exc}") from exc
-    fn = getattr(wallaroo_nb, "running_apps", None)
+        raise EngineUnavailable(f"importing the engine failed: {exc}") from exc
     if fn is None:
         raise EngineUnavailable("wallaroo_nb.running_apps is missing")
     return list(fn())
