@@ -25,6 +25,7 @@ from .api import (
     state_computation_multi,
 )
 from .connectors.base import Sink, SinkConfig, Source, SourceConfig
+from .connectors.kafka import KafkaSinkConfig, KafkaSourceConfig
 from .connectors.memory import (
     CallbackSinkConfig,
     CollectorSinkConfig,
@@ -32,6 +33,7 @@ from .connectors.memory import (
     GenSourceConfig,
     IterableSourceConfig,
 )
+from .connectors.tcp import TCPSinkConfig, TCPSourceConfig
 
 # The driver side (processes, pandas, metrics store) loads on first use: workers
 # import this package too and must start fast and small.
@@ -39,6 +41,11 @@ _LAZY = {
     "App": "wallaroo_nb.cluster.app", "StepError": "wallaroo_nb.cluster.app",
     "run": "wallaroo_nb.cluster.app", "running_apps": "wallaroo_nb.cluster.app",
     "WorkerFailure": "wallaroo_nb.cluster.driver",
+    "tcp_parse_input_addrs": "wallaroo_nb.compat", "tcp_parse_output_addrs": "wallaroo_nb.compat",
+    "DefaultKafkaSourceCLIParser": "wallaroo_nb.compat",
+    "DefaultKafkaSinkCLIParser": "wallaroo_nb.compat",
+    "CustomKafkaSourceCLIParser": "wallaroo_nb.compat",
+    "CustomKafkaSinkCLIParser": "wallaroo_nb.compat",
 }
 
 
@@ -52,6 +59,9 @@ def __getattr__(name: str):
 
 __all__ = [
     "App", "Application", "BuildError", "CallbackSinkConfig", "CollectorSinkConfig",
+    "KafkaSinkConfig", "KafkaSourceConfig", "TCPSinkConfig", "TCPSourceConfig",
+    "tcp_parse_input_addrs", "tcp_parse_output_addrs", "DefaultKafkaSourceCLIParser",
+    "DefaultKafkaSinkCLIParser", "CustomKafkaSourceCLIParser", "CustomKafkaSinkCLIParser",
     "DataFrameSourceConfig", "GenSourceConfig", "IterableSourceConfig", "Pipeline", "Sink",
     "SinkConfig", "Source", "SourceConfig", "StepError", "WorkerFailure", "build_application",
     "computation", "computation_multi", "decoder", "encoder", "hours", "key_extractor",

@@ -47,6 +47,14 @@ class Source:
     def close(self) -> None:
         """Called once when the worker stops."""
 
+    def drain_errors(self) -> list:
+        """Errors since the last call: dicts with step, where, input, error, traceback."""
+        return []
+
+    def stats(self) -> dict:
+        """Counters (int values) such as dropped messages; shown in status and metrics."""
+        return {}
+
 
 class SourceConfig:
     """What the user passes to ``source(name, config)``.
@@ -78,10 +86,22 @@ class Sink:
         raise NotImplementedError
 
     def flush(self) -> None:
-        """Called when the worker is idle or stopping; push out anything buffered."""
+        """Called when ``wait_hint()`` says so and when stopping; push out what is buffered."""
+
+    def wait_hint(self) -> Optional[float]:
+        """Seconds until the sink wants ``flush()`` called (0: now), or None: never."""
+        return None
 
     def close(self) -> None:
         """Called once when the worker stops."""
+
+    def drain_errors(self) -> list:
+        """Errors since the last call: dicts with step, where, input, error, traceback."""
+        return []
+
+    def stats(self) -> dict:
+        """Counters (int values) such as dropped messages; shown in status and metrics."""
+        return {}
 
 
 class SinkConfig:

@@ -121,12 +121,20 @@ class Worker:
         self.sent = [0] * self.n
         self.recv = [0] * self.n
         self.results_sent = 0
+        # two pollers: while sources are paused their (level-triggered) fds must not
+        # wake the loop, or it would spin
+        self.poller_paused = zmq.Poller()
+        self.poller_paused.register(self.ctl, zmq.POLLIN)
+        self.poller_paused.register(self.data_in, zmq.POLLIN)
         self.poller = zmq.Poller()
         self.poller.register(self.ctl, zmq.POLLIN)
         self.poller.register(self.data_in, zmq.POLLIN)
         for run in self.sources:
             for fd in run.source.fds():
                 self.poller.register(fd, zmq.POLLIN)
+        self.connectors = [(r.name, r.source) for r in self.sources] + [
+            (rt.plan.steps[sid].name, sink) for sid, sink in rt.sinks.items()]
+        self.reported_stats: dict = {}
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -137,20 +145,24 @@ class Worker:
         self.wait_go()
         next_check = time.monotonic() + PARENT_CHECK_S
         while not self.stopping:
-            events = dict(self.poller.poll(self.poll_timeout_ms()))
+            reading = not self.rt.halted and self.outbox_room() and not self.aligner.active
+            poller = self.poller if reading else self.poller_paused
+            events = dict(poller.poll(self.poll_timeout_ms()))
             if self.ctl in events:
                 self.handle_control()
             if self.data_in in events:
                 self.handle_frames()
-            if not self.rt.halted and self.outbox_room() and not self.aligner.active:
+            if reading and not self.aligner.active:
                 self.read_sources()
             self.flush()
+            self.flush_sinks()
             now = time.monotonic()
             if self.rt.recorder.due(now):
                 self.send_metrics()
             if now >= next_check:
                 next_check = now + PARENT_CHECK_S
                 self.check_parent()
+                self.collect_connector_errors()
         self.shutdown()
 
     def wait_go(self) -> None:
@@ -172,9 +184,13 @@ class Worker:
     def poll_timeout_ms(self) -> int:
         if any(self.outbox) or self.driver_out:
             return 1
-        if self.rt.halted:
-            return IDLE_POLL_MS
         wait = IDLE_POLL_MS / 1000
+        for sink in self.rt.sinks.values():
+            hint = sink.wait_hint()
+            if hint is not None:
+                wait = min(wait, hint)
+        if self.rt.halted or self.aligner.active:
+            return int(wait * 1000 + 0.999)
         for run in self.sources:
             if not run.done:
                 hint = run.source.wait_hint()
@@ -289,6 +305,33 @@ class Worker:
                 break
             q.popleft()
 
+    def flush_sinks(self) -> None:
+        for sink in self.rt.sinks.values():
+            hint = sink.wait_hint()
+            if hint is not None and hint <= 0:
+                try:
+                    sink.flush()
+                except Exception as e:
+                    self.rt.source_error(type(sink).__name__, None, e, "sink flush")
+
+    def collect_connector_errors(self) -> None:
+        """Connectors keep their own error logs and counters; bring them to the driver."""
+        rt = self.rt
+        for name, conn in self.connectors:
+            for e in conn.drain_errors():
+                if len(rt.errors) < 1000:
+                    rt.errors.append({"key": "", "worker": self.me, "step": e.get("step") or name,
+                                      **{k: e.get(k, "") for k in
+                                         ("where", "input", "error", "traceback", "time")}})
+                if rt.error_mode == "stop":
+                    rt.halted = True
+            stats = conn.stats()
+            seen = self.reported_stats.setdefault(name, {})
+            for key, value in stats.items():
+                if isinstance(value, int) and value != seen.get(key, 0):
+                    rt.recorder.count("pipeline", name, key, value - seen.get(key, 0))
+                    seen[key] = value
+
     # -- checkpoints --------------------------------------------------------------------
 
     def begin_epoch(self, epoch: int) -> None:
@@ -402,6 +445,7 @@ class Worker:
             for sink in rt.sinks.values():
                 _quietly(sink.flush)
                 _quietly(sink.close)
+            self.collect_connector_errors()
             self.send_metrics()
             self.flush()
             deadline = time.monotonic() + 2.0
@@ -448,6 +492,7 @@ def op_status(w: Worker) -> dict:
         "filtered": {rt.plan.steps[i].name: n for i, n in enumerate(rt.filtered) if n},
         "errors": {rt.plan.steps[i].name: n for i, n in enumerate(rt.error_counts) if n},
         "sink_counts": dict(rt.sink_counts),
+        "connectors": {name: conn.stats() for name, conn in w.connectors},
     }
 
 
