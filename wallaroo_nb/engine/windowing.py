@@ -259,7 +259,7 @@ class RangeRunner(_Runner):
         if panes:
             # windows the watermark has passed meanwhile still fire: they were open
             # when their data came, so no floor at the watermark here
-            self._schedule(key, st, max(self._first_window(min(panes)), st.next, self._k_open))
+            self._schedule(key, st, max(self._first_window(min(panes)), st.next))
         else:
             del self._keys[key]
         self._emit(out, key, acc, start, end, end - 1)

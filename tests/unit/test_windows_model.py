@@ -1,0 +1,484 @@
+"""The window runners against the plain reference model in tests/window_model.py.
+
+Hypothesis makes streams with disorder, lateness and update errors; the runner's
+outputs must equal the model's exactly, per key and in order (the order between
+keys is not defined). Snapshots are restored into fresh runners mid-stream, and
+keys migrate between two runners, without changing the answer.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from window_model import count_model, event_model, range_model  # noqa: E402
+
+import wallaroo_nb.windows as w  # noqa: E402
+from wallaroo_nb.engine.windowing import INFINITY, Window, make_window_runner  # noqa: E402
+
+SETTINGS = settings(max_examples=60, deadline=None)
+KEYS = [0, "a", ("t", 1)]  # keys that do not compare with each other
+
+
+def bad(v):
+    """Values whose update raises in the tests' aggregations."""
+    return v % 7 == 3
+
+
+class Boom(Exception):
+    pass
+
+
+class TupleAgg(w.Aggregation):
+    """Immutable accumulator: updated in place (nothing to protect)."""
+
+    def initial_accumulator(self):
+        return ()
+
+    def update(self, v, acc):
+        if bad(v):
+            raise Boom(v)
+        return acc + (v,)
+
+    def combine(self, a, b):
+        return a + b
+
+    def output(self, key, acc, window):
+        return (window.start, window.end, sorted(acc))
+
+
+class ListAgg(w.Aggregation):
+    """Mutable accumulator whose update half-mutates before raising."""
+
+    def initial_accumulator(self):
+        return []
+
+    def update(self, v, acc):
+        acc.append(v)
+        if bad(v):
+            raise Boom(v)
+        return acc
+
+    def combine(self, a, b):
+        return a + b
+
+    def output(self, key, acc, window):
+        return (window.start, window.end, sorted(acc))
+
+
+class AtomicListAgg(ListAgg):
+    atomic_update = True
+
+    def update(self, v, acc):
+        if bad(v):
+            raise Boom(v)
+        acc.append(v)
+        return acc
+
+
+class SumAgg(w.Aggregation):
+    """Two-parameter output that filters (None) even sums."""
+
+    def initial_accumulator(self):
+        return 0
+
+    def update(self, v, acc):
+        if bad(v):
+            raise Boom(v)
+        return acc + v
+
+    def combine(self, a, b):
+        return a + b
+
+    def output(self, key, acc):
+        return None if acc % 2 == 0 else acc
+
+
+AGGS = [TupleAgg, ListAgg, AtomicListAgg, SumAgg]
+
+
+def expected_outputs(agg_cls, windows):
+    """Map the model's windows to what ``agg_cls.output`` returns."""
+    out = {}
+    for key, ws in windows.items():
+        if agg_cls is SumAgg:
+            vals = [sum(vs) for _, _, vs in ws if sum(vs) % 2]
+        else:
+            vals = [(s, e, sorted(vs)) for s, e, vs in ws]
+        if vals:
+            out[key] = vals
+    return out
+
+
+@st.composite
+def streams(draw, max_size=40):
+    """Messages with mostly-advancing event times, some far behind; watermark =
+    max event time seen minus a lag, sent after each message."""
+    lag = draw(st.integers(0, 4))
+    clock = top = 0
+    events = []
+    for i in range(draw(st.integers(0, max_size))):
+        clock += draw(st.integers(0, 3))
+        back = draw(st.sampled_from([0, 0, 0, 1, 2, 5, 12]))
+        t = max(0, clock - back)
+        events.append(("m", draw(st.sampled_from(KEYS)), i, t))
+        top = max(top, t)
+        if draw(st.booleans()):
+            events.append(("w", top - lag))
+    return events
+
+
+@st.composite
+def range_params(draw):
+    r = draw(st.integers(1, 8))
+    return dict(range_=r, slide=draw(st.integers(1, r)), delay=draw(st.integers(0, 4)),
+                policy=draw(st.sampled_from(w.LATE_DATA_POLICIES)))
+
+
+def range_spec(agg_cls, p):
+    return (w.range_windows(p["range_"]).with_slide(p["slide"]).with_delay(p["delay"])
+            .with_late_data_policy(p["policy"]).over(agg_cls))
+
+
+def feed(runner, ev, out):
+    """Feed one event; a rejected message is what the engine would record as an error."""
+    if ev[0] == "w":
+        got = runner.on_watermark(ev[1])
+    elif ev[0] == "t":
+        got = runner.on_trigger(ev[1])
+    else:
+        try:
+            got = runner.on_message(ev[1], ev[2], ev[3] if len(ev) > 3 else None)
+        except Boom:
+            assert bad(ev[2])
+            return
+    out.extend(got)
+
+
+def run_keyed(runner, events, flush=True):
+    out = []
+    for ev in events:
+        feed(runner, ev, out)
+    if flush:
+        out.extend(runner.flush_all())
+    return group(out)
+
+
+def group(triples):
+    by_key = defaultdict(list)
+    for key, value, _ in triples:
+        by_key[key].append(value)
+    return dict(by_key)
+
+
+@SETTINGS
+@given(events=streams(), p=range_params(), agg=st.sampled_from(AGGS))
+def test_range_windows_match_the_model(events, p, agg):
+    windows, late, dropped = range_model(events, rejects=bad, **p)
+    runner = make_window_runner(range_spec(agg, p), with_keys=True)
+    assert run_keyed(runner, events) == expected_outputs(agg, windows)
+    assert (runner.late, runner.dropped) == (late, dropped)
+    assert runner.keys() == [] and runner.take_errors() == []
+
+
+@SETTINGS
+@given(events=streams(), p=range_params(), agg=st.sampled_from([TupleAgg, ListAgg]),
+       cut=st.floats(0, 1))
+def test_range_restore_from_a_snapshot_changes_nothing(events, p, agg, cut):
+    """Checkpoint mid-stream, pickle, restore into a fresh runner with the step's
+    watermark, go on: same outputs as never stopping."""
+    windows, late, _ = range_model(events, rejects=bad, **p)
+    spec = range_spec(agg, p)
+    i = int(cut * len(events))
+    first = make_window_runner(spec, with_keys=True)
+    out = []
+    for ev in events[:i]:
+        feed(first, ev, out)
+    saved = pickle.dumps((first.snapshot(), first.watermark))
+    second = make_window_runner(spec, with_keys=True)
+    states, wm = pickle.loads(saved)
+    second.restore(states)
+    out.extend(second.on_watermark(wm))
+    for ev in events[i:]:
+        feed(second, ev, out)
+    out.extend(second.flush_all())
+    assert group(out) == expected_outputs(agg, windows)
+    assert first.late + second.late == late
+
+
+@SETTINGS
+@given(events=streams(), p=range_params(), cut=st.floats(0, 1),
+       moved=st.sets(st.sampled_from(KEYS)), lagging=st.booleans())
+def test_range_keys_migrate_between_runners(events, p, cut, moved, lagging):
+    """Keys move from runner A to runner B mid-stream. B's watermark may lag A's
+    (it only sees the next watermark): the snapshot's floor keeps fired windows shut."""
+    windows, _, _ = range_model(events, rejects=bad, **p)
+    spec = range_spec(TupleAgg, p)
+    a, b = make_window_runner(spec, with_keys=True), make_window_runner(spec, with_keys=True)
+    i = int(cut * len(events))
+    out = []
+    for ev in events[:i]:
+        feed(a, ev, out)
+    snap = pickle.loads(pickle.dumps(a.snapshot(moved)))
+    a.drop_keys(moved)
+    assert not set(a.keys()) & moved
+    b.restore(snap)
+    if not lagging:
+        out.extend(b.on_watermark(a.watermark))
+    for ev in events[i:]:
+        if ev[0] == "w":
+            feed(a, ev, out)
+            feed(b, ev, out)
+        else:
+            feed(b if ev[1] in moved else a, ev, out)
+    out.extend(a.flush_all())
+    out.extend(b.flush_all())
+    got, want = group(out), expected_outputs(TupleAgg, windows)
+    if lagging:
+        # a key with no state at the move has no floor: under a lagging watermark
+        # it may accept what A would call late; keys with state must be exact
+        got = {k: v for k, v in got.items() if k not in moved or k in snap}
+        want = {k: v for k, v in want.items() if k not in moved or k in snap}
+    assert got == want
+
+
+@SETTINGS
+@given(events=streams(), p=range_params())
+def test_plain_outputs_and_event_times(events, p):
+    """Without with_keys the runner returns output values only; with it, each
+    output's event time is its window's end - 1."""
+    plain = make_window_runner(range_spec(TupleAgg, p))
+    keyed = make_window_runner(range_spec(TupleAgg, p), with_keys=True)
+    a, b = [], []
+    for ev in events:
+        feed(plain, ev, a)
+        feed(keyed, ev, b)
+    a.extend(plain.flush_all())
+    b.extend(keyed.flush_all())
+    assert a == [v for _, v, _ in b]
+    assert all(ts == v[1] - 1 for _, v, ts in b)
+
+
+@st.composite
+def seq_events(draw, triggers=True):
+    events = []
+    for i in range(draw(st.integers(0, 40))):
+        if triggers and draw(st.integers(0, 5)) == 0:
+            events.append(("t", draw(st.sampled_from(KEYS + [None]))))
+        events.append(("m", draw(st.sampled_from(KEYS)), i))
+    return events
+
+
+@SETTINGS
+@given(events=seq_events(triggers=False), n=st.integers(1, 5),
+       agg=st.sampled_from([TupleAgg, ListAgg, AtomicListAgg, SumAgg]), cut=st.floats(0, 1))
+def test_count_windows_match_the_model(events, n, agg, cut):
+    spec = w.count_windows(n).over(agg)
+    i = int(cut * len(events))
+    first, out = make_window_runner(spec, with_keys=True), []
+    for ev in events[:i]:
+        feed(first, ev, out)
+    second = make_window_runner(spec, with_keys=True)
+    second.restore(pickle.loads(pickle.dumps(first.snapshot())))
+    for ev in events[i:]:
+        feed(second, ev, out)
+    out.extend(second.flush_all())
+    assert group(out) == expected_outputs(agg, count_model(events, n, rejects=bad))
+
+
+def is_marker(v):
+    return v % 4 == 1
+
+
+@SETTINGS
+@given(events=seq_events(), use_pred=st.booleans(), include=st.booleans(),
+       agg=st.sampled_from([TupleAgg, ListAgg, SumAgg]))
+def test_event_windows_match_the_model(events, use_pred, include, agg):
+    builder = w.event_windows()
+    if use_pred:
+        builder = builder.fire_when(is_marker, include=include)
+    runner = make_window_runner(builder.over(agg), with_keys=True)
+    got = run_keyed(runner, events)
+    want = event_model(events, is_marker if use_pred else None, include, rejects=bad)
+    assert got == expected_outputs(agg, want)
+
+
+@SETTINGS
+@given(events=seq_events(), include=st.booleans())
+def test_event_windows_hold_every_message_exactly_once(events, include):
+    """Concatenating a key's windows gives back its accepted messages, in order."""
+    runner = make_window_runner(w.event_windows().fire_when(is_marker, include).over(ListAgg),
+                                with_keys=True)
+    got = run_keyed(runner, events)
+    for key in KEYS:
+        accepted = [ev[2] for ev in events if ev[0] == "m" and ev[1] == key and not bad(ev[2])]
+        windows = got.get(key, [])
+        assert [v for _, _, vs in windows for v in vs] == accepted
+        assert all(vs for _, _, vs in windows), "an empty window fired"
+        assert [s for s, _, _ in windows] == [sum(len(x) for *_, x in windows[:j])
+                                              for j in range(len(windows))]
+
+
+# --- examples that pin the documented decisions -------------------------------------
+
+
+class Collect(w.Aggregation):
+    def initial_accumulator(self):
+        return []
+
+    def update(self, v, acc):
+        acc.append(v)
+        return acc
+
+    def combine(self, a, b):
+        return a + b
+
+    def output(self, key, acc, window):
+        return (key, window.start, window.end, list(acc))
+
+
+def test_tumbling_windows_fire_on_the_watermark_after_the_delay():
+    r = make_window_runner(w.range_windows(10).with_delay(5).over(Collect))
+    assert r.on_message("k", "a", 3) == ()
+    assert r.on_message("k", "b", 12) == ()
+    assert not r.on_watermark(12)
+    assert not r.on_watermark(14)
+    assert r.on_watermark(15) == [("k", 0, 10, ["a"])]  # end 10 + delay 5
+    assert r.state_rows() == [{"key": "k", "window_start": 10, "window_end": 20,
+                               "accumulator": ["b"]}]
+    assert r.flush_all() == [("k", 10, 20, ["b"])]
+
+
+def test_sliding_windows_share_panes():
+    r = make_window_runner(w.range_windows(6).with_slide(4).over(Collect))  # panes of 2
+    for t in (5, 9, 11):
+        r.on_message("k", t, t)
+    rows = r.state_rows()
+    assert [(x["window_start"], x["window_end"], x["accumulator"]) for x in rows] == [
+        (0, 6, [5]), (4, 10, [5, 9]), (8, 14, [9, 11])]
+    assert r.on_watermark(9) == [("k", 0, 6, [5])]
+    assert r.flush_all() == [("k", 4, 10, [5, 9]), ("k", 8, 14, [9, 11])]
+
+
+def test_late_policies():
+    def run(policy):
+        r = make_window_runner(
+            w.range_windows(10).with_late_data_policy(policy).over(Collect))
+        r.on_message("k", "early", 25)
+        r.on_watermark(30)  # closes [20, 30)
+        now = r.on_message("k", "late", 5)
+        return now, list(r.flush_all()), (r.late, r.dropped)
+
+    now, rest, counts = run("drop")
+    assert (now, counts) == ((), (1, 1)) and rest == []
+    now, rest, counts = run("fire_per_message")
+    assert now == [("k", 0, 10, ["late"])] and rest == [] and counts == (1, 0)
+    now, rest, counts = run("place_in_oldest_window")
+    assert now == () and rest == [("k", 30, 40, ["late"])] and counts == (1, 0)
+
+
+def test_a_failed_update_leaves_the_window_unharmed():
+    r = make_window_runner(w.range_windows(10).over(ListAgg), with_keys=True)
+    r.on_message("k", 1, 0)
+    with pytest.raises(Boom):
+        r.on_message("k", 3, 1)  # ListAgg appends 3, then raises
+    with pytest.raises(Boom):
+        r.on_message("j", 10, 1)  # first message of a window: no window is made
+    assert r.keys() == ["k"]
+    assert r.flush_all() == [("k", (0, 10, [1]), 9)]
+
+
+def test_output_errors_are_kept_and_other_windows_fire():
+    class Picky(Collect):
+        def output(self, key, acc, window):
+            if key == "bad":
+                raise RuntimeError("no")
+            return key
+
+    r = make_window_runner(w.range_windows(10).over(Picky))
+    r.on_message("bad", 1, 1)
+    r.on_message("good", 1, 1)
+    assert r.flush_all() == ["good"]
+    [(key, err)] = r.take_errors()
+    assert key == "bad" and isinstance(err, RuntimeError) and r.take_errors() == []
+
+
+def test_two_parameter_output_gets_no_window():
+    seen = []
+
+    class Two(Collect):
+        def output(self, key, acc):
+            seen.append((key, acc))
+            return len(acc)
+
+    r = make_window_runner(w.count_windows(2).over(Two))
+    assert r.on_message("k", 1) == ()
+    assert r.on_message("k", 2) == [2]
+    assert seen == [("k", [1, 2])]
+
+
+def test_count_windows_pass_message_ordinals():
+    r = make_window_runner(w.count_windows(2).over(Collect))
+    outs = [o for v in range(5) for o in r.on_message("k", v)]
+    assert outs == [("k", 0, 2, [0, 1]), ("k", 2, 4, [2, 3])]
+    assert r.flush_all() == [("k", 4, 5, [4])]
+
+
+def test_event_windows_triggers():
+    r = make_window_runner(w.event_windows().over(Collect))
+    r.on_message("a", 1)
+    r.on_message("b", 2)
+    r.on_message("a", 3)
+    assert r.on_trigger("a") == [("a", 0, 2, [1, 3])]
+    assert not r.on_trigger("a")  # an empty window does not fire
+    assert not r.on_trigger("nobody")
+    r.on_message("a", 4)
+    assert sorted(r.on_trigger(None)) == [("a", 2, 3, [4]), ("b", 0, 1, [2])]
+
+
+def test_fire_when_places_the_triggering_message():
+    closing = make_window_runner(w.event_windows().fire_when(lambda v: v == "end").over(Collect))
+    assert closing.on_message("k", "x") == ()
+    assert closing.on_message("k", "end") == [("k", 0, 2, ["x", "end"])]
+    opening = make_window_runner(
+        w.event_windows().fire_when(lambda v: v == "start", include=False).over(Collect))
+    assert not opening.on_message("k", "start")  # nothing before it: nothing fires
+    assert opening.on_message("k", "x") == ()
+    assert opening.on_message("k", "start") == [("k", 0, 2, ["start", "x"])]
+    assert opening.flush_all() == [("k", 2, 3, ["start"])]
+
+
+def test_triggers_and_event_times_are_checked():
+    r = make_window_runner(w.range_windows(10).over(Collect))
+    with pytest.raises(ValueError, match="event_windows"):
+        r.on_trigger(None)
+    with pytest.raises(TypeError, match="event time"):
+        r.on_message("k", 1, None)
+
+
+def test_watermarks_do_not_scan_keys():
+    """The heap holds one live entry per key with open windows, plus at most the
+    stale entries left by out-of-order panes; a watermark that fires nothing pops nothing."""
+    r = make_window_runner(w.range_windows(10).over(SumAgg))
+    for i in range(1000):
+        r.on_message(i, 1, 5)
+    assert len(r._heap) == 1000
+    assert not r.on_watermark(9)
+    assert len(r._heap) == 1000
+    assert len(r.on_watermark(10)) == 1000 and r.keys() == []
+
+
+def test_window_is_a_named_pair():
+    assert Window(1, 2).start == 1 and Window(1, 2).end == 2
+    r = make_window_runner(w.range_windows(10).over(Collect))
+    r.on_message("k", 1, 1)
+    assert r.on_watermark(INFINITY) == [("k", 0, 10, [1])]
+    assert r.on_message("k", 2, 10**12) == () and r.dropped == 1  # after the end, all is late

@@ -1,0 +1,123 @@
+"""A deliberately plain reference model of wallaroo_nb's windows, for tests.
+
+No panes, no heap: every window is a list of the messages in it, and lateness is
+checked by asking which windows the watermark has closed. Outputs are windows
+``(start, end, values)`` per key, in firing order; values are in arrival order.
+
+Event lists: ``("m", key, value, t)`` a message, ``("w", wm)`` a watermark,
+``("t", key_or_None)`` a trigger (event windows). ``rejects(value)`` marks the
+messages whose ``update`` raises: they count as late if late, and otherwise
+never happened.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Callable
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def range_model(events: list, range_: int, slide: int, delay: int = 0, policy: str = "drop",
+                rejects: Callable[[Any], bool] = _never) -> tuple[dict, int, int]:
+    """Return (key -> [(start, end, values)], late count, dropped count)."""
+    wm = -math.inf
+    open_windows: dict = {}  # (key, k) -> values
+    fired: dict = defaultdict(list)
+    late = dropped = 0
+
+    def closed(k: int) -> bool:
+        return k * slide + range_ + delay <= wm
+
+    def fire(key: Any, k: int) -> None:
+        fired[key].append((k * slide, k * slide + range_, open_windows.pop((key, k))))
+
+    for ev in events:
+        if ev[0] == "w":
+            wm = max(wm, ev[1])
+            for key, k in sorted((kk for kk in open_windows if closed(kk[1])), key=lambda kk: kk[1]):
+                fire(key, k)
+            continue
+        _, key, value, t = ev
+        mine = [k for k in range(t // slide - range_ // slide - 1, t // slide + 1)
+                if k * slide <= t < k * slide + range_]
+        live = [k for k in mine if not closed(k)]
+        if live:
+            if not rejects(value):
+                for k in live:
+                    open_windows.setdefault((key, k), []).append(value)
+            continue
+        late += 1
+        if policy == "drop" or (policy == "place_in_oldest_window" and wm == math.inf):
+            dropped += 1  # nothing is open after the end of the stream
+        elif rejects(value):
+            pass
+        elif policy == "fire_per_message":
+            k = max(mine)
+            fired[key].append((k * slide, k * slide + range_, [value]))
+        else:  # place_in_oldest_window: the lowest window the watermark has not closed
+            k = max(mine) + 1
+            while closed(k):
+                k += 1
+            open_windows.setdefault((key, k), []).append(value)
+    for key, k in sorted(open_windows, key=lambda kk: kk[1]):
+        fire(key, k)
+    return dict(fired), late, dropped
+
+
+def count_model(events: list, count: int, rejects: Callable[[Any], bool] = _never) -> dict:
+    """Return key -> [(first ordinal, end ordinal, values)], partial windows fired at the end."""
+    current: dict = defaultdict(list)
+    done: dict = defaultdict(int)  # messages of the key in fired windows
+    fired: dict = defaultdict(list)
+
+    def fire(key: Any) -> None:
+        values = current.pop(key)
+        fired[key].append((done[key], done[key] + len(values), values))
+        done[key] += len(values)
+
+    for ev in events:
+        if ev[0] != "m" or rejects(ev[2]):
+            continue
+        current[ev[1]].append(ev[2])
+        if len(current[ev[1]]) == count:
+            fire(ev[1])
+    for key in list(current):
+        fire(key)
+    return dict(fired)
+
+
+def event_model(events: list, pred: Callable[[Any], bool] | None = None, include: bool = True,
+                rejects: Callable[[Any], bool] = _never, flush: bool = True) -> dict:
+    """Return key -> [(first ordinal, end ordinal, values)] for event-driven windows."""
+    current: dict = {}
+    done: dict = defaultdict(int)
+    fired: dict = defaultdict(list)
+
+    def fire(key: Any) -> None:
+        values = current.pop(key, [])
+        if values:
+            fired[key].append((done[key], done[key] + len(values), values))
+            done[key] += len(values)
+
+    for ev in events:
+        if ev[0] == "t":
+            for key in list(current) if ev[1] is None else [ev[1]]:
+                fire(key)
+            continue
+        if ev[0] != "m" or rejects(ev[2]):
+            continue
+        key, value = ev[1], ev[2]
+        trigger = pred is not None and pred(value)
+        if trigger and not include:
+            fire(key)
+        current.setdefault(key, []).append(value)
+        if trigger and include:
+            fire(key)
+    if flush:
+        for key in list(current):
+            fire(key)
+    return dict(fired)
