@@ -110,6 +110,14 @@ class App:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
+    def _call(self, op: str, args: Optional[dict] = None, timeout: float = 30.0) -> list:
+        """Ask every worker; a failed app is stopped before its error is raised."""
+        try:
+            return self._driver.call(op, args, timeout=timeout)
+        except Exception:
+            self._raise_failure()
+            raise
+
     def _raise_failure(self) -> None:
         if self._driver.failure is not None:
             self.stop()  # a failed app is halted before the error reaches the user
@@ -137,7 +145,7 @@ class App:
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(self._in_flight(timeout))
             try:
-                snap = self._driver.call("status", timeout=max(0.5, min(remaining or 10, 10)))
+                snap = self._call("status", timeout=max(0.5, min(remaining or 10, 10)))
             except (TimeoutError, Recovering):
                 last = None
                 continue
@@ -177,7 +185,7 @@ class App:
     def _in_flight(self, timeout: Optional[float], header: bool = True) -> str:
         parts = []
         try:
-            snap = self._driver.call("status", timeout=2)
+            snap = self._call("status", timeout=2)
         except Exception as e:
             return f"app {self.name!r}: no status from the workers ({e})"
         for w, st in enumerate(snap):
@@ -235,15 +243,15 @@ class App:
 
         self.plan.step_named(step)  # a clear KeyError for a wrong name, before asking
         self._raise_failure()
-        parts = [cloudpickle.loads(b) for b in self._driver.call("state", {"step": step})]
+        parts = [cloudpickle.loads(b) for b in self._call("state", {"step": step})]
         rows = []
         for part in parts:
             if part["kind"] == "window":
                 rows.extend(dict(r, worker=part["worker"]) for r in part["rows"])
                 continue
-            for key, st in part["rows"]:
+            for key, fields in part["rows"]:
                 row = {"key": key}
-                row.update(_state_fields(st))
+                row.update(fields)
                 row["worker"] = part["worker"]
                 row["slot"] = slot_of_key(key, self.plan.n_slots)
                 rows.append(row)
@@ -301,7 +309,7 @@ class App:
         if not self.running:
             return info
         try:
-            snap = self._driver.call("status", timeout=2)
+            snap = self._call("status", timeout=2)
         except Exception:
             return info
         info["events_in"] = sum(n for st in snap for _d, n in st["sources"].values())
@@ -383,16 +391,6 @@ def _restore_sources(tb: str, files: dict) -> str:
             continue
         out.append(line)
     return "\n".join(out) + "\n"
-
-
-def _state_fields(st: Any) -> dict:
-    if hasattr(st, "__dict__") and not isinstance(st, type):
-        return dict(vars(st))
-    slots = getattr(type(st), "__slots__", None)
-    if slots:
-        names = [slots] if isinstance(slots, str) else list(slots)
-        return {n: getattr(st, n, None) for n in names}
-    return {"state": st}
 
 
 def run(application: Any, workers: int = 2, on_error: str = "record", metrics: bool = True,

@@ -281,7 +281,7 @@ class RangeRunner(_Runner):
             st = self._keys.get(key)
             if st is None:
                 continue
-            nxt = max(st.next, self._k_open)
+            nxt = st.next
             if st.token >= 0:
                 nxt = min(nxt, st.due)
             panes = [(p * self._pane, acc) for p, acc in sorted(st.panes.items())]

@@ -23,9 +23,16 @@ import cloudpickle
 import msgpack
 import zmq
 
-from ..keys import slot_of_key
 from .epochs import Aligner, read_checked, write_atomic
-from .runtime import GROUP_BARRIER, GROUP_DATA, Runtime
+from .runtime import (
+    GROUP_BARRIER,
+    GROUP_DATA,
+    Runtime,
+    dumps,
+    dumps_by_value,
+    from_plain_state,
+    plain_state,
+)
 from .steps import build
 
 CHUNK = 1024  # max values read from a source per loop turn
@@ -358,17 +365,31 @@ class Worker:
 
     def snapshot(self, epoch: int) -> dict:
         """Write this worker's state, by step and slot, for ``epoch``; return the ack."""
-        rt, n_slots = self.rt, self.rt.plan.n_slots
+        rt = self.rt
         state: dict = {}
         for sid, states in rt.states.items():
-            state[rt.plan.steps[sid].name] = _by_slot(states.items(), n_slots)
+            state[rt.plan.steps[sid].name] = self._by_slot(
+                (k, plain_state(v)) for k, v in states.items())
         for sid, runner in rt.windows.items():
-            state[rt.plan.steps[sid].name] = _by_slot(runner.snapshot().items(), n_slots)
-        payload = cloudpickle.dumps({"epoch": epoch, "worker": self.me, "state": state})
+            state[rt.plan.steps[sid].name] = self._by_slot(runner.snapshot().items())
+        payload = dumps({"epoch": epoch, "worker": self.me, "state": state})
         name = f"epoch-{epoch}-worker-{self.me}.ckpt"
         sha = write_atomic(os.path.join(self.ckpt_dir, name), payload)
         return {"epoch": epoch, "worker": self.me, "file": name, "sha256": sha,
                 "bytes": len(payload), "positions": self.epoch_positions}
+
+    def _by_slot(self, items: Any) -> dict:
+        cache, miss = self.rt.slot_cache, self.rt.slot_miss
+        out: dict = {}
+        for k, v in items:
+            s = cache.get(k)
+            if s is None:
+                s = miss(k)
+            d = out.get(s)
+            if d is None:
+                d = out[s] = {}
+            d[k] = v
+        return out
 
     def restore(self, r: dict) -> None:
         """Load the state of the slots this worker owns and rewind its sources."""
@@ -385,7 +406,9 @@ class Worker:
                 if step.kind == "window":
                     rt.windows[step.id].restore(mine)
                 else:
-                    rt.states[step.id].update(mine)
+                    cls = step.state_cls
+                    rt.states[step.id].update(
+                        (k, from_plain_state(cls, f)) for k, f in mine.items())
         for run in self.sources:
             pos = r["positions"].get(run.id)
             if pos is not None and run.source.replayable:
@@ -427,7 +450,7 @@ class Worker:
         try:
             payload = pickle.dumps(value)
         except Exception:
-            payload = cloudpickle.dumps(value)
+            payload = dumps_by_value(value)
         self.driver_out.append([b"reply", msgpack.packb(req_id), payload])
         self.flush()
 
@@ -453,13 +476,6 @@ class Worker:
                 time.sleep(0.005)
                 self.flush()
         self.ctl.send_multipart([b"bye"])
-
-
-def _by_slot(items: Any, n_slots: int) -> dict:
-    out: dict = {}
-    for k, v in items:
-        out.setdefault(slot_of_key(k, n_slots), {})[k] = v
-    return out
 
 
 def _fan_out(feeds: list) -> Any:
@@ -502,10 +518,17 @@ def op_state(w: Worker, step: str) -> bytes:
     if s.kind == "window":
         rows = rt.windows[s.id].state_rows()
     elif s.kind in ("state", "state_multi"):
-        rows = list(rt.states[s.id].items())
+        rows = [(k, _fields(v)) for k, v in rt.states[s.id].items()]
     else:
         raise ValueError(f"step {step!r} is a {s.kind} step and has no state")
-    return cloudpickle.dumps({"kind": s.kind, "rows": rows, "worker": w.me})
+    return dumps_by_value({"kind": s.kind, "rows": rows, "worker": w.me})
+
+
+def _fields(st: Any) -> dict:
+    try:
+        return dict(plain_state(st))
+    except TypeError:
+        return {"state": st}
 
 
 OPS = {"status": op_status, "state": op_state}
