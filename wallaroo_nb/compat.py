@@ -10,22 +10,37 @@ back as strings.
 The ``Default...`` parsers take no args: in Wallaroo the runtime read its own
 command line. Here the runner hands the application's args to ``set_app_args``
 before calling ``application_setup``; without that they read ``sys.argv[1:]``.
+
+``install_alias()`` makes ``import wallaroo`` resolve to wallaroo_nb's Wallaroo 0.6
+API in this process only (the runner and, through it, the workers call it): the
+name ``wallaroo`` on the package index belongs to an unrelated project.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import types
 from typing import Any, Optional
 
 from .connectors.kafka import KafkaSinkConfig, KafkaSourceConfig
+from .connectors.tcp import TCPSourceConfig
+
+try:  # the windows API, where this version has it
+    from . import windows as _windows
+except ImportError:  # pragma: no cover
+    _windows = None
 
 __all__ = [
     "CustomKafkaSinkCLIParser",
     "CustomKafkaSourceCLIParser",
     "DefaultKafkaSinkCLIParser",
     "DefaultKafkaSourceCLIParser",
+    "WallarooAggregation",
+    "WallarooTCPSourceConfig",
     "app_args",
+    "install_alias",
+    "windows_usable",
     "kafka_parse_sink_options",
     "kafka_parse_source_options",
     "set_app_args",
@@ -137,12 +152,15 @@ def kafka_parse_sink_options(args: list) -> tuple:
 
 
 class CustomKafkaSourceCLIParser(KafkaSourceConfig):
-    """A Kafka source configured from ``args`` (``--kafka_source_topic`` etc.)."""
+    """A Kafka source configured from ``args`` (``--kafka_source_topic`` etc.).
 
-    def __init__(self, args: list, decoder: Any) -> None:
+    ``event_time`` (message -> int ns) is a wallaroo_nb extension: range windows
+    then follow the messages' own clock instead of their ingest time."""
+
+    def __init__(self, args: list, decoder: Any, event_time: Any = None) -> None:
         topic, brokers, log_level, name = kafka_parse_source_options(args)
         super().__init__(topic, brokers, decoder=decoder, name=name or "kafka_source",
-                         log_level=log_level)
+                         log_level=log_level, event_time=event_time)
 
 
 class CustomKafkaSinkCLIParser(KafkaSinkConfig):
@@ -157,8 +175,8 @@ class CustomKafkaSinkCLIParser(KafkaSinkConfig):
 class DefaultKafkaSourceCLIParser(CustomKafkaSourceCLIParser):
     """A Kafka source configured from the application's own command line."""
 
-    def __init__(self, decoder: Any, name: str = "kafka_source") -> None:
-        super().__init__(app_args(), decoder)
+    def __init__(self, decoder: Any, name: str = "kafka_source", event_time: Any = None) -> None:
+        super().__init__(app_args(), decoder, event_time=event_time)
         self.name = name
 
 
@@ -168,3 +186,127 @@ class DefaultKafkaSinkCLIParser(CustomKafkaSinkCLIParser):
     def __init__(self, encoder: Any, name: str = "kafka_sink") -> None:
         super().__init__(app_args(), encoder)
         self.name = name
+
+
+# -- `import wallaroo` ---------------------------------------------------------
+
+ALIAS = "wallaroo"
+
+# wallaroo_nb names that Wallaroo 0.6's module also has (the alias exposes only these,
+# plus the windows API below).
+WALLAROO_NAMES = (
+    "source", "build_application", "Pipeline",
+    "computation", "computation_multi", "state_computation", "state_computation_multi",
+    "key_extractor", "decoder", "encoder",
+    "TCPSinkConfig", "KafkaSourceConfig", "KafkaSinkConfig", "GenSourceConfig",
+    "tcp_parse_input_addrs", "tcp_parse_output_addrs",
+    "DefaultKafkaSourceCLIParser", "DefaultKafkaSinkCLIParser",
+    "CustomKafkaSourceCLIParser", "CustomKafkaSinkCLIParser",
+    "nanoseconds", "microseconds", "milliseconds", "seconds", "minutes", "hours",
+)
+WINDOW_NAMES = ("range_windows", "count_windows")
+
+
+class WallarooTCPSourceConfig(TCPSourceConfig):
+    """``TCPSourceConfig(name, host, port, decoder)``, also taking Wallaroo's older
+    ``TCPSourceConfig(host, port, decoder)`` (then named ``host:port``)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        if len(args) == 3 and callable(args[2]) and "decoder" not in kw:
+            host, port, dec = args
+            args = (f"{host}:{port}", host, port, dec)
+        super().__init__(*args, **kw)
+
+
+def _keep_acc(update: Any) -> Any:
+    def update_acc(self: Any, input: Any, acc: Any) -> Any:
+        out = update(self, input, acc)
+        return acc if out is None else out
+
+    update_acc.__name__ = getattr(update, "__name__", "update")
+    update_acc.__qualname__ = getattr(update, "__qualname__", "update")
+    update_acc.__wrapped__ = update
+    return update_acc
+
+
+if _windows is not None:
+    class WallarooAggregation(_windows.Aggregation):
+        """Wallaroo's Aggregation: ``update(input, acc)`` may change ``acc`` in place
+        and return nothing, as Wallaroo's examples do; the accumulator is kept then."""
+
+        def __init_subclass__(cls, **kw: Any) -> None:
+            super().__init_subclass__(**kw)
+            update = cls.__dict__.get("update")
+            if callable(update) and not hasattr(update, "__wrapped__"):
+                cls.update = _keep_acc(update)
+
+
+def windows_usable() -> bool:
+    """True if pipelines accept window steps (``Pipeline.to(range_windows(...)...)``)."""
+    if _windows is None:
+        return False
+    from .api import BuildError, source
+    from .connectors.memory import IterableSourceConfig
+
+    class _Count(WallarooAggregation):
+        def initial_accumulator(self) -> int:
+            return 0
+
+        def update(self, input: Any, acc: int) -> int:
+            return acc + 1
+
+        def combine(self, a: int, b: int) -> int:
+            return a + b
+
+        def output(self, key: Any, acc: int) -> int:
+            return acc
+
+    try:
+        source("probe", IterableSourceConfig("probe", [])).to(
+            _windows.count_windows(1).over(_Count))
+    except BuildError:
+        return False
+    return True
+
+
+def _missing_windows(name: str) -> Any:
+    if name in WINDOW_NAMES:
+        raise AttributeError(
+            f"wallaroo.{name}: this wallaroo_nb's pipelines do not accept window steps yet")
+    raise AttributeError(f"module 'wallaroo' (wallaroo_nb's Wallaroo API) has no attribute "
+                         f"{name!r}")
+
+
+def _alias_namespace() -> dict:
+    """What ``import wallaroo`` offers: Wallaroo 0.6's names, from wallaroo_nb."""
+    import wallaroo_nb
+
+    ns = {name: getattr(wallaroo_nb, name) for name in WALLAROO_NAMES}
+    ns["TCPSourceConfig"] = WallarooTCPSourceConfig
+    if _windows is not None:
+        ns["Aggregation"] = WallarooAggregation
+    if windows_usable():
+        ns.update({name: getattr(_windows, name) for name in WINDOW_NAMES})
+    else:  # an application can test hasattr(wallaroo, "range_windows")
+        ns["__getattr__"] = _missing_windows
+    return ns
+
+
+def install_alias() -> types.ModuleType:
+    """Make ``import wallaroo`` give wallaroo_nb's Wallaroo 0.6 API in this process.
+
+    Idempotent. Raises RuntimeError if another module named ``wallaroo`` is
+    already imported (the unrelated package of that name, say)."""
+    mod = sys.modules.get(ALIAS)
+    if mod is not None:
+        if getattr(mod, "__wallaroo_nb_alias__", False):
+            return mod
+        raise RuntimeError(
+            f"a different module named 'wallaroo' is already imported ({mod!r}); "
+            "wallaroo_nb cannot make `import wallaroo` mean Wallaroo's API in this process")
+    mod = types.ModuleType(ALIAS, "Wallaroo 0.6's Python API, provided by wallaroo_nb.")
+    mod.__dict__.update(_alias_namespace())
+    mod.__wallaroo_nb_alias__ = True
+    mod.__all__ = sorted(k for k in vars(mod) if not k.startswith("_"))
+    sys.modules[ALIAS] = mod
+    return mod
