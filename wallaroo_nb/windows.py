@@ -229,6 +229,8 @@ def _resolve(agg: Any, where: str) -> Any:
 
 def _step_name(agg: Any) -> str:
     name_fn = getattr(agg, "name", None)
+    if isinstance(name_fn, str) and name_fn:
+        return name_fn
     if callable(name_fn):
         name = name_fn()
         if not isinstance(name, str) or not name:
@@ -282,7 +284,8 @@ class RangeWindows:
 
 @dataclass(frozen=True)
 class CountWindows:
-    """Builder for windows of ``count`` messages per key."""
+    """Builder for windows of ``count`` messages per key; at the end of the stream
+    each key's partial window fires too (its window.end - window.start says how full)."""
 
     count: Any
 
@@ -293,7 +296,9 @@ class CountWindows:
 
 @dataclass(frozen=True)
 class EventWindows:
-    """Builder for event-driven windows: they fire on a trigger, per key."""
+    """Builder for event-driven windows: a key's window fires on ``app.trigger(step,
+    key)`` (key None: every key), on ``fire_when`` and at the end of the stream, then
+    starts over. An empty window never fires."""
 
     fire_when_fn: Optional[Callable[[Any], bool]] = None
     in_closing_window: bool = True

@@ -482,3 +482,15 @@ def test_window_is_a_named_pair():
     r.on_message("k", 1, 1)
     assert r.on_watermark(INFINITY) == [("k", 0, 10, [1])]
     assert r.on_message("k", 2, 10**12) == () and r.dropped == 1  # after the end, all is late
+
+
+def test_a_restored_key_keeps_fired_windows_shut_under_a_lagging_watermark():
+    spec = w.range_windows(10).with_late_data_policy("place_in_oldest_window").over(Collect)
+    old = make_window_runner(spec)
+    old.on_message("k", 1, 5)
+    old.on_message("k", 2, 35)
+    assert old.on_watermark(30) == [("k", 0, 10, [1])]
+    new = make_window_runner(spec)  # its watermark has not arrived yet
+    new.restore(pickle.loads(pickle.dumps(old.snapshot(["k", "absent"]))))
+    assert new.on_message("k", 3, 15) == () and new.late == 1  # [10, 20) closed on `old`
+    assert new.flush_all() == [("k", 30, 40, [2, 3])]

@@ -281,7 +281,7 @@ class RangeRunner(_Runner):
             st = self._keys.get(key)
             if st is None:
                 continue
-            nxt = st.next
+            nxt = max(st.next, self._k_open)
             if st.token >= 0:
                 nxt = min(nxt, st.due)
             panes = [(p * self._pane, acc) for p, acc in sorted(st.panes.items())]
@@ -344,7 +344,8 @@ class SequenceRunner(_Runner):
         self._keys: dict = {}
 
     def on_message(self, key: Any, value: Any, event_time_ns: Any = None) -> Sequence:
-        """Add one message; returns the outputs of the window it closed, if any."""
+        """Add one message; returns the outputs of the window it closed, if any.
+        An exception from the fire_when predicate or ``update`` propagates, unharmed."""
         fire = self._pred is not None and self._pred(value)
         st = self._keys.get(key)
         if fire and not self._include:
