@@ -100,12 +100,15 @@ def page(lab_browser, js_errors, request, tmp_path) -> Page:
     page = lab_browser.new_page()
     watch_js_errors(page, js_errors)
     yield page
-    failed = getattr(request.node, "report_call", None) is not None and request.node.report_call.failed
+    report = getattr(request.node, "report_call", None)
+    failed = report is not None and report.failed
+    # Judge before shutting kernels down: requests that shutdown cancels log errors of their own.
+    errors = list(js_errors)
     try:
         if failed:
             print(f"screenshot of the failure: {screenshot(page, tmp_path / 'failure.png')}")
         shutdown_kernels(page)
     finally:
         page.close()
-    if js_errors and not failed:
-        pytest.fail("JavaScript errors in the page:\n" + "\n".join(js_errors))
+    if errors and not failed:
+        pytest.fail("JavaScript errors in the page:\n" + "\n".join(errors))

@@ -8,6 +8,7 @@ Every wait is on a condition with a generous deadline: the CI machine is slow.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import os
 import re
@@ -283,10 +284,16 @@ def copy_notebook(src: Path, root_dir: Path, name: str | None = None) -> str:
     return rel
 
 
+_WORKSPACES = itertools.count(1)
+
+
 def open_notebook(page: Page, rel_path: str, timeout: float = 90_000) -> None:
-    """Open `rel_path` (relative to the server root) in Lab; wait for its kernel to be idle."""
-    page.goto(f"lab/tree/{rel_path}")
-    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(timeout=timeout)
+    """Open `rel_path` (relative to the server root) in Lab; wait for its kernel to be idle.
+
+    Each call uses a new workspace, so Lab does not restore tabs from earlier tests.
+    """
+    page.goto(f"lab/workspaces/t{next(_WORKSPACES)}/tree/{rel_path}")
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").wait_for(timeout=timeout)
     wait_for_kernel_idle(page, timeout)
 
 

@@ -76,3 +76,16 @@ def test_js_errors_are_caught(lab_browser):
         assert [e.split(" (")[0] for e in errors] == ["console.error: logged", "uncaught: thrown"]
     finally:
         page.close()
+
+
+def test_wallaroo_kernel_loads_the_magic_in_lab(page, lab_server):
+    nb = new_notebook(cells=[new_code_cell("%wallaroo status")],
+                      metadata={"kernelspec": {"name": "wallaroo_nb",
+                                               "display_name": "Python 3 (wallaroo_nb)",
+                                               "language": "python"}})
+    nbformat.write(nb, str(lab_server.root_dir / "magic.ipynb"))
+    run_notebook_in_lab(page, "magic.ipynb")
+    expect(page.locator(".jp-OutputArea-output").first).to_have_text(
+        "No running wallaroo_nb apps.", timeout=30_000)
+    expect(page.locator(".jp-NotebookPanel-toolbar .jp-KernelName")).to_have_text(
+        "Python 3 (wallaroo_nb)")
