@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 LATE_DATA_POLICIES = ("drop", "fire_per_message", "place_in_oldest_window")
 _REQUIRED = ("initial_accumulator", "update", "combine", "output")
@@ -99,6 +99,8 @@ class WindowSpec:
     given to ``.over()`` is instantiated once, at build time). Fields that do not
     apply to a kind are None.
     """
+
+    is_window_spec: ClassVar[bool] = True  # what Pipeline.to() looks for
 
     kind: str
     name: str

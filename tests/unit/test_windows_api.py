@@ -55,6 +55,7 @@ def test_time_units_are_int_nanoseconds():
     assert w.microseconds(2) == 2_000
     assert w.milliseconds(3) == 3_000_000
     assert w.seconds(1.5) == 1_500_000_000 and isinstance(w.seconds(1.5), int)
+    assert w.seconds(0.3) == 300_000_000  # rounded, not truncated (0.3 * 1e9 < 3e8)
     assert w.minutes(2) == 120 * 10**9
     assert w.hours(1) == 3600 * 10**9
     with pytest.raises(TypeError, match="seconds"):
@@ -69,6 +70,7 @@ def test_a_range_spec_is_plain_data():
     assert spec.pane_ns == 2 * 10**9 and spec.needs_watermarks
     assert spec.late_data_policy == "fire_per_message"
     assert isinstance(spec.agg, Total) and not spec.output_takes_window
+    assert spec.is_window_spec
     again = cloudpickle.loads(cloudpickle.dumps(spec))
     assert (again.kind, again.range_ns, again.name) == ("range", spec.range_ns, "Total")
 
