@@ -263,6 +263,26 @@ class App:
                 pass  # keys of mixed types keep worker order
         return df
 
+    # -- windows ------------------------------------------------------------------------
+
+    def trigger(self, step: str, key: Any = None) -> int:
+        """Close the event windows of ``step`` now: every key (None) or one key.
+
+        Each worker applies the trigger between two chunks of its input: every
+        message it processed before is in the closed window, every later one in
+        the next. Returns how many windows were emitted."""
+        s = self.plan.step_named(step)
+        if s.kind != "window" or s.spec.kind != "event":
+            raise ValueError(f"step {step!r} is not an event_windows() step; triggers close "
+                             "event-driven windows only")
+        return sum(self._call("trigger", {"step": step, "key": key}))
+
+    def window_controls(self, step: str) -> Any:
+        """A "close window" button, a key chooser and a live table of emitted windows."""
+        from ..notebook.window_controls import window_controls
+
+        return window_controls(self, step)
+
     # -- metrics ------------------------------------------------------------------------
 
     def metrics(self, window: str = "5min") -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copyreg
 import io
+import math
 import pickle
 import time
 import traceback
@@ -21,23 +22,26 @@ import cloudpickle
 from ..keys import default_owners, slot_cache
 from ..metrics import histogram as hg
 from ..metrics.recorder import Recorder
+from .watermarks import watermark_steps
 
-GROUP_DATA = 0  # (0, step, source, ingest ts, event times | None, pickled values)
+GROUP_DATA = 0  # (0, step, source, ingest ts, event times | None, watermarks | None, values)
 GROUP_BARRIER = 1  # (1, step, epoch)
-GROUP_WATERMARK = 2  # (2, step, watermark ns)
+GROUP_WATERMARK = 2  # (2, step, source, watermark ns)
 MAX_ERRORS_KEPT = 1000  # error records buffered per flush; all are counted
 
 
 class Ctx:
     """What the values being fed right now share."""
 
-    __slots__ = ("ts", "src", "et", "arrived")
+    __slots__ = ("ts", "src", "et", "arrived", "wm", "sender")
 
     def __init__(self) -> None:
         self.ts = 0
         self.src = 0
         self.et = 0
         self.arrived = 0
+        self.wm = -math.inf  # the source's watermark before this value (see watermarks.py)
+        self.sender = 0  # the worker the value came from (this one for local values)
 
 
 class Runtime:
@@ -51,11 +55,16 @@ class Runtime:
         self.owners = default_owners(plan.n_slots, n_workers)
         self.slot_cache, self.slot_miss = slot_cache(plan.n_slots)
         self.track_event_time = plan.has_event_time
+        self.wm_steps = watermark_steps(plan)
+        self.track_wm = bool(self.wm_steps)
+        self.wm_tables: dict = {}  # step id -> watermarks.Table (set up by the worker)
+        self.window_emits: dict = {}  # window step id -> the feed of its children
         steps = plan.steps
         self.states = {s.id: {} for s in steps if s.kind in ("state", "state_multi")}
         self.windows: dict = {}
         self.pending = {s.id: [[] for _ in range(n_workers)] for s in steps if s.keyed}
         self.pending_et = {s.id: [[] for _ in range(n_workers)] for s in steps if s.keyed}
+        self.pending_wm = {s.id: [[] for _ in range(n_workers)] for s in steps if s.keyed}
         self.sink_buffers = {s.id: [] for s in steps if s.kind == "sink"}
         self.sinks: dict = {}  # step id -> live worker-side Sink
         self.filtered = [0] * len(steps)
@@ -74,6 +83,7 @@ class Runtime:
         self.worker_hist = self.recorder.histogram("worker", "ingress-egress")
         self.reported_filtered = [0] * len(steps)
         self.reported_errors = [0] * len(steps)
+        self.reported_window: dict = {}
 
     def step_timing(self, step_id: int) -> tuple:
         """The (bin counts, [min, max]) lists a timed user function records into."""
@@ -105,6 +115,13 @@ class Runtime:
                 if now[i] != seen[i]:
                     rec.count("computation", step.name, event, now[i] - seen[i])
                     seen[i] = now[i]
+        for sid, runner in self.windows.items():
+            seen = self.reported_window.setdefault(sid, {})
+            for event in ("late", "dropped"):
+                n = getattr(runner, event, 0)
+                if n != seen.get(event, 0):
+                    rec.count("computation", self.plan.steps[sid].name, event, n - seen.get(event, 0))
+                    seen[event] = n
         return rec.take_delta()
 
     # -- errors ------------------------------------------------------------------
@@ -139,6 +156,24 @@ class Runtime:
         if self.error_mode == "stop":
             self.halted = True
 
+    def emit_window_outputs(self, step: Any, outs: Any, wm: float) -> None:
+        """Send fired windows downstream; each output carries its window's event time
+        and the watermark from *before* the firing, so it is never late downstream."""
+        ctx = self.ctx
+        if outs:
+            emit = self.window_emits[step.id]
+            et, before = ctx.et, ctx.wm
+            for _key, out, ts in outs:
+                if ts is not None:
+                    ctx.et = ts
+                ctx.wm = wm
+                emit(out)
+            ctx.et, ctx.wm = et, before
+        runner = self.windows[step.id]
+        if runner.errors:
+            for key, exc in runner.take_errors():
+                self.on_error(step, key, "<window output>", exc, where="output")
+
     # -- end of a chunk ------------------------------------------------------------
 
     def seal(self) -> None:
@@ -146,16 +181,17 @@ class Runtime:
         ctx = self.ctx
         shipped = 0
         for sid, per_worker in self.pending.items():
-            ets = self.pending_et[sid]
+            ets, wms = self.pending_et[sid], self.pending_wm[sid]
             for w, vals in enumerate(per_worker):
                 if vals:
                     shipped += len(vals)
-                    et = ets[w]
+                    et, wm = ets[w], wms[w]
                     self.out_groups[w].append(
                         (GROUP_DATA, sid, ctx.src, ctx.ts, et[:] if et else None,
-                         dumps(vals)))
+                         wm[:] if wm else None, dumps(vals)))
                     vals.clear()
                     et.clear()
+                    wm.clear()
         now = time.time_ns()
         for sid, buf in self.sink_buffers.items():
             if buf:

@@ -136,6 +136,7 @@ def _keyed(step: Any, run: Callable, rt: Any) -> tuple:
     owners, cache, miss = rt.owners, rt.slot_cache, rt.slot_miss
     pend = rt.pending[step.id]
     pend_et = rt.pending_et[step.id] if rt.track_event_time else None
+    pend_wm = rt.pending_wm[step.id] if rt.track_wm else None
     ctx = rt.ctx
 
     def entry(v: Any) -> None:
@@ -161,6 +162,8 @@ def _keyed(step: Any, run: Callable, rt: Any) -> tuple:
             pend[w].append(v)
             if pend_et is not None:
                 pend_et[w].append(ctx.et)
+            if pend_wm is not None:
+                pend_wm[w].append(ctx.wm)
 
     def remote(v: Any) -> None:
         try:
@@ -178,8 +181,11 @@ def _make_state(step: Any, emit: Callable, rt: Any) -> tuple:
                                      rt.filtered, step.id)
     states = rt.states[step.id]
     multi = step.kind == "state_multi"
+    table, ctx = rt.wm_tables.get(step.id), rt.ctx
 
     def run(v: Any, k: Any) -> None:
+        if table is not None:  # upstream of a window: keep its watermark for forwarding
+            table.observe(ctx.src, ctx.sender, ctx.wm)
         s = states.get(k)
         if s is None:
             try:
@@ -208,15 +214,22 @@ def _make_state(step: Any, emit: Callable, rt: Any) -> tuple:
 
 def _make_window(step: Any, emit: Callable, rt: Any) -> tuple:
     runner, on_error, ctx = rt.windows[step.id], rt.on_error, rt.ctx
+    table = rt.wm_tables.get(step.id)
+    rt.window_emits[step.id] = emit
 
     def run(v: Any, k: Any) -> None:
+        if table is not None:
+            before = table.current
+            new = table.observe(ctx.src, ctx.sender, ctx.wm)
+            if new is not None:
+                rt.emit_window_outputs(step, runner.on_watermark(new), before)
         try:
             outs = runner.on_message(k, v, ctx.et)
         except Exception as e:
             on_error(step, k, v, e)
             return
-        for o in outs:
-            emit(o)
+        if outs:
+            rt.emit_window_outputs(step, outs, ctx.wm)
 
     return _keyed(step, run, rt)
 

@@ -11,6 +11,7 @@ how a fast source slows down instead of growing memory.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import pickle
 import sys
@@ -23,10 +24,12 @@ import cloudpickle
 import msgpack
 import zmq
 
+from ..plan import reached_keyed
 from .epochs import Aligner, read_checked, write_atomic
 from .runtime import (
     GROUP_BARRIER,
     GROUP_DATA,
+    GROUP_WATERMARK,
     Runtime,
     dumps,
     dumps_by_value,
@@ -34,12 +37,14 @@ from .runtime import (
     plain_state,
 )
 from .steps import build
+from .watermarks import NEG_INF, Table, channels
 
 CHUNK = 1024  # max values read from a source per loop turn
 FRAMES_PER_TURN = 16  # max peer frames handled per loop turn (fairness with sources)
 OUTBOX_LIMIT = 8  # frames waiting for one peer before sources pause
 HWM = 64  # zmq high-water mark, in frames, on every data and control socket
 IDLE_POLL_MS = 100
+MARKER_INTERVAL_S = 0.005  # at most this often a source's watermark marker goes out
 PARENT_CHECK_S = 0.25
 DRIVER_SILENCE_S = 10.0  # no word from the driver this long: it is gone
 
@@ -56,6 +61,9 @@ class SourceRun:
         self.event_time = sp.config.event_time
         self.done = False
         self.count = 0
+        self.wm = NEG_INF  # largest event time read so far (ingest time without event_time)
+        self.marked: dict = {}  # step id -> watermark last marked for it
+        self.marked_at = 0.0
 
 
 class Worker:
@@ -95,11 +103,15 @@ class Worker:
             if step.kind == "window":
                 from .windowing import make_window_runner
 
-                rt.windows[step.id] = make_window_runner(step.spec)
+                rt.windows[step.id] = make_window_runner(step.spec, with_keys=True)
             elif step.kind == "sink" and not step.sink.to_driver:
                 sink = step.sink.make_sink()
                 sink.open(self.me)
                 rt.sinks[step.id] = sink
+        self.assign = start["assign"]
+        if rt.track_wm:
+            chans = channels(plan, self.n, self.assign, rt.wm_steps)
+            rt.wm_tables = {sid: Table(chans[sid]) for sid in rt.wm_steps}
         self.entry, self.remote = build(rt)
         self.aligner = Aligner(plan, self.me, self.n)
         self.ckpt_dir = start.get("checkpoint_dir")
@@ -111,6 +123,16 @@ class Worker:
                 run = SourceRun(sp, feed)
                 run.source.open(self.me)
                 self.sources.append(run)
+        self.wm_direct: dict = {}  # local source id -> watermark steps it feeds directly
+        self.wm_down: dict = {}  # watermark step -> watermark steps it feeds directly
+        if rt.track_wm:
+            for run in self.sources:
+                self.wm_direct[run.id] = sorted(reached_keyed(plan, run.sp.children) & rt.wm_steps)
+            for sid in rt.wm_steps:
+                down = reached_keyed(plan, plan.steps[sid].children) & rt.wm_steps
+                if down:
+                    self.wm_down[sid] = sorted(down)
+        self.forwarded: dict = {}  # (step, source) -> watermark forwarded downstream
         if start.get("restore"):
             self.restore(start["restore"])
         self.data_in = self.zctx.socket(zmq.PULL)
@@ -161,6 +183,8 @@ class Worker:
                 self.handle_frames()
             if reading and not self.aligner.active:
                 self.read_sources()
+            if self.rt.track_wm and not self.aligner.active:
+                self.advance_watermarks()
             self.flush()
             self.flush_sinks()
             now = time.monotonic()
@@ -226,21 +250,30 @@ class Worker:
             if not vals:
                 continue
             run.count += len(vals)
-            ctx.src = run.id
+            ctx.src, ctx.sender = run.id, self.me
             ctx.ts = ctx.arrived = time.time_ns()
             feed, etf = run.feed, run.event_time
             if etf is None:
                 ctx.et = ctx.ts
+                ctx.wm = run.wm
                 for v in vals:
                     feed(v)
+                run.wm = ctx.ts
             else:
+                wm = run.wm
                 for v in vals:
                     try:
-                        ctx.et = etf(v)
+                        et = etf(v)
+                        if not isinstance(et, int):
+                            raise TypeError(f"event_time must return int nanoseconds, got {et!r}")
                     except Exception as e:
                         rt.source_error(run.name, v, e, "event_time")
                         continue
+                    ctx.et, ctx.wm = et, wm
                     feed(v)
+                    if et > wm:
+                        wm = et
+                run.wm = wm
             rt.seal()
 
     def handle_frames(self) -> None:
@@ -256,29 +289,86 @@ class Worker:
                 kind = g[0]
                 if kind == GROUP_DATA:
                     if aligner.got[g[1]] and aligner.holds(sender, g[1]):
-                        aligner.held.append(g)
+                        aligner.held.append((sender, g))
                     else:
-                        self.process_group(g)
+                        self.process_group(g, sender)
                 elif kind == GROUP_BARRIER:
                     aligner.on_barrier(sender, g[1], g[2])
+                elif kind == GROUP_WATERMARK:
+                    if aligner.got[g[1]] and aligner.holds(sender, g[1]):
+                        aligner.held.append((sender, g))
+                    else:
+                        self.on_marker(g[1], g[2], sender, g[3])
             if aligner.active:
                 self.advance_epoch()
 
-    def process_group(self, g: tuple) -> None:
+    def process_group(self, g: tuple, sender: int = -1) -> None:
         rt, ctx = self.rt, self.rt.ctx
-        _, sid, src, ts, ets, payload = g
+        _, sid, src, ts, ets, wms, payload = g
         vals = pickle.loads(payload)
-        ctx.src, ctx.ts, ctx.arrived = src, ts, time.time_ns()
+        ctx.src, ctx.ts, ctx.arrived, ctx.sender = src, ts, time.time_ns(), sender
         feed = self.remote[sid]
-        if ets is None:
+        if ets is None and wms is None:
             ctx.et = ts
             for v in vals:
                 feed(v)
         else:
-            for v, e in zip(vals, ets, strict=False):
-                ctx.et = e
+            ets = ets or [ts] * len(vals)
+            wms = wms or [NEG_INF] * len(vals)
+            for v, e, m in zip(vals, ets, wms):
+                ctx.et, ctx.wm = e, m
                 feed(v)
         rt.seal()
+
+    # -- watermarks -------------------------------------------------------------------
+
+    def on_marker(self, step: int, src: int, channel: int, wm: float) -> None:
+        """A watermark heard for ``step`` from ``src`` on ``channel``."""
+        table = self.rt.wm_tables.get(step)
+        if table is None:
+            return
+        before = table.current
+        new = table.observe(src, channel, wm)
+        runner = self.rt.windows.get(step)
+        if new is not None and runner is not None:
+            ctx = self.rt.ctx
+            ctx.src, ctx.sender, ctx.ts = src, self.me, time.time_ns()
+            ctx.arrived = ctx.ts
+            self.rt.emit_window_outputs(self.rt.plan.steps[step], runner.on_watermark(new), before)
+            self.rt.seal()
+
+    def mark(self, step: int, src: int, wm: float) -> None:
+        for p in range(self.n):
+            if p != self.me:
+                self.rt.out_groups[p].append((GROUP_WATERMARK, step, src, wm))
+        self.on_marker(step, src, self.me, wm)
+
+    def advance_watermarks(self) -> None:
+        """Markers from local sources, then forwarded along keyed steps (between chunks)."""
+        now = time.monotonic()
+        for run in self.sources:
+            steps = self.wm_direct.get(run.id)
+            if not steps:
+                continue
+            if run.done:
+                wm = math.inf
+            elif run.event_time is None:
+                wm = time.time_ns()  # every later read is stamped later than now
+            else:
+                wm = run.wm
+            if wm != math.inf and now - run.marked_at < MARKER_INTERVAL_S:
+                continue
+            run.marked_at = now
+            for step in steps:
+                if wm > run.marked.get(step, NEG_INF):
+                    run.marked[step] = wm
+                    self.mark(step, run.id, wm)
+        for sid, down in self.wm_down.items():
+            for src, wm in self.rt.wm_tables[sid].by_source.items():
+                if wm > self.forwarded.get((sid, src), NEG_INF):
+                    self.forwarded[(sid, src)] = wm
+                    for d in down:
+                        self.mark(d, src, wm)
 
     def flush(self) -> None:
         """Frame what seal() produced and hand it to zmq without blocking."""
@@ -343,7 +433,7 @@ class Worker:
 
     def begin_epoch(self, epoch: int) -> None:
         """The barrier enters here: sources stop at this chunk boundary."""
-        self.epoch_positions = {r.id: (r.source.position(), r.done) for r in self.sources}
+        self.epoch_positions = {r.id: (r.source.position(), r.done, r.wm) for r in self.sources}
         self.aligner.begin(epoch)
         self.advance_epoch()
 
@@ -360,8 +450,11 @@ class Worker:
             self.release(aligner.finish())
 
     def release(self, held: list) -> None:
-        for g in held:
-            self.process_group(g)
+        for sender, g in held:
+            if g[0] == GROUP_DATA:
+                self.process_group(g, sender)
+            else:
+                self.on_marker(g[1], g[2], sender, g[3])
 
     def snapshot(self, epoch: int) -> dict:
         """Write this worker's state, by step and slot, for ``epoch``; return the ack."""
@@ -414,6 +507,7 @@ class Worker:
             if pos is not None and run.source.replayable:
                 run.source.seek(pos[0])
                 run.count = pos[0] if isinstance(pos[0], int) else run.count
+                run.wm = pos[2]
 
     def send_metrics(self) -> None:
         delta = self.rt.metrics_delta()
@@ -524,6 +618,26 @@ def op_state(w: Worker, step: str) -> bytes:
     return dumps_by_value({"kind": s.kind, "rows": rows, "worker": w.me})
 
 
+def op_trigger(w: Worker, step: str, key: Any = None) -> int:
+    """Close event windows now (every key, or one): ordered with the data because the
+    worker handles it between two chunks."""
+    rt = w.rt
+    s = rt.plan.step_named(step)
+    runner = rt.windows.get(s.id)
+    if runner is None:
+        raise ValueError(f"step {step!r} is not a window step")
+    if key is not None and key not in runner.keys():
+        return 0
+    ctx = rt.ctx
+    ctx.src = next((sp.id for sp in rt.plan.sources if sp.pipeline == s.pipeline), 0)
+    ctx.sender, ctx.ts = w.me, time.time_ns()
+    ctx.arrived = ctx.et = ctx.ts
+    outs = runner.on_trigger(key)
+    rt.emit_window_outputs(s, outs, ctx.wm)
+    rt.seal()
+    return len(outs)
+
+
 def _fields(st: Any) -> dict:
     try:
         return dict(plain_state(st))
@@ -531,7 +645,7 @@ def _fields(st: Any) -> dict:
         return {"state": st}
 
 
-OPS = {"status": op_status, "state": op_state}
+OPS = {"status": op_status, "state": op_state, "trigger": op_trigger}
 
 
 def main(argv: list | None = None) -> None:
