@@ -12,6 +12,14 @@ returns a runner. The engine serializes calls; a key's messages arrive in order.
     state_rows() -> list[dict]         for app.state(step)
     late, dropped                      counters; take_errors() -> [(key, exc)]
 
+Watermark contract: call ``on_watermark`` whenever the step's watermark (int ns,
+the minimum over its inputs) advances; smaller values are ignored, ``INFINITY``
+fires everything. Keys without open windows hold no range state, so a runner's
+watermark must not go back: checkpoint ``runner.watermark`` with the step and,
+after ``restore``, call ``on_watermark(saved)`` before the next message (that also
+fires restored windows already due). Keys that do hold state carry a floor in
+their snapshot, so they stay exact even under a lagging watermark.
+
 Outputs are what ``Aggregation.output`` returned (None filtered out), as a list,
 or an empty tuple when nothing fired (no allocation); with ``with_keys=True``
 each is ``(key, output, event_time_ns)``, the event time being window end - 1
