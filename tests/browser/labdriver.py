@@ -65,10 +65,13 @@ class LabServer:
 # ---------------------------------------------------------------- server
 
 
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the forked child
+PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM if the test process dies (no orphaned servers)."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def lab_environment(workdir: Path) -> dict[str, str]:
@@ -143,7 +146,7 @@ def start_lab(workdir: Path, timeout: float = 120.0) -> LabServer:
         )
     server = LabServer(proc, "", workdir / "root", log_path)
     try:
-        server.url = _wait_for_url(proc, Path(env["JUPYTER_RUNTIME_DIR"]), timeout)
+        server.url = _wait_for_url(proc, Path(env["JUPYTER_RUNTIME_DIR"]), log_path, timeout)
         _wait_for_http(server, server.url + "api/status", timeout)
     except BaseException:
         stop_lab(server)
@@ -151,13 +154,14 @@ def start_lab(workdir: Path, timeout: float = 120.0) -> LabServer:
     return server
 
 
-def _wait_for_url(proc: subprocess.Popen, runtime_dir: Path, timeout: float) -> str:
+def _wait_for_url(proc: subprocess.Popen, runtime_dir: Path, log_path: Path, timeout: float) -> str:
     """The server's URL, read from the jpserver-<pid>.json it writes once bound."""
     info_file = runtime_dir / f"jpserver-{proc.pid}.json"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with {proc.returncode} before binding")
+            raise RuntimeError(f"JupyterLab exited with {proc.returncode} before binding:\n"
+                               + log_path.read_text(errors="replace")[-4000:])
         try:
             info = json.loads(info_file.read_text())
             return f"http://127.0.0.1:{info['port']}{info['base_url']}"
