@@ -161,8 +161,6 @@ def test_filtered_and_error_counters(start):
                           ("pipeline", "nums", "all"): n // 2 - n // 10})
 
 
-@pytest.mark.xfail(strict=True, reason="engine/steps.py timed() skips the binning when the "
-                   "user function raises; a try/finally there makes failed calls count")
 def test_calls_that_raise_are_timed_too(start):
     n = 1000
     app = filter_and_fail_app(start, n)

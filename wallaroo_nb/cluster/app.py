@@ -8,7 +8,6 @@ by asking the workers, never by blocking the notebook on the data stream.
 from __future__ import annotations
 
 import atexit
-import html
 import linecache
 import re
 import threading
@@ -47,6 +46,7 @@ class App:
         self._stopped = False
         self._stop_lock = threading.Lock()
         self._t0 = time.time()
+        self._last_counts: dict = {}
         self._metrics = MetricsStore()
         _warn_unreplayable(self.plan, opts, self._event)
         self._driver = Driver(self.plan, workers, opts, Callbacks(
@@ -98,6 +98,11 @@ class App:
         with self._stop_lock:
             if self._stopped:
                 return
+            if self._driver.failure is None and not self._driver.stopped.is_set():
+                try:
+                    self.status()  # keep the last counts for a stopped app's display
+                except Exception:
+                    pass
             self._stopped = True
         self._driver.stop()
         self._event("stopped")
@@ -324,26 +329,31 @@ class App:
     def status(self) -> dict:
         """A summary: workers alive, events in and out, errors, filtered counts."""
         info = {"name": self.name, "running": self.running, "workers": self.workers,
+                "workers_alive": sum(p.poll() is None for p in self._driver.procs),
                 "results": len(self._results), "errors": len(self._errors),
+                "recoveries": sum(e.startswith("recovered") for _, e in self._events),
                 "uptime_s": round(time.time() - self._t0, 1)}
+        info.update(self._last_counts)
         if not self.running:
             return info
         try:
-            snap = self._call("status", timeout=2)
+            snap = self._driver.call("status", timeout=2)
         except Exception:
             return info
-        info["events_in"] = sum(n for st in snap for _d, n in st["sources"].values())
-        info["events_out"] = sum(sum(st["sink_counts"].values()) for st in snap)
+        self._last_counts = {
+            "events_in": sum(n for st in snap for _d, n in st["sources"].values()),
+            "events_out": sum(sum(st["sink_counts"].values()) for st in snap)}
+        info.update(self._last_counts)
         return info
 
     def _repr_html_(self) -> str:
-        st = self.status()
-        state = "running" if st["running"] else "stopped"
-        cells = "".join(
-            f"<td style='padding:2px 8px'><b>{html.escape(str(k))}</b><br>{html.escape(str(v))}</td>"
-            for k, v in st.items() if k != "name")
-        return (f"<div><b>wallaroo_nb app {html.escape(self.name)!s}</b> ({state})"
-                f"<table><tr>{cells}</tr></table></div>")
+        from ..notebook.summary import summary_html
+
+        try:
+            metrics = self.metrics("1min")
+        except Exception:
+            metrics = None
+        return summary_html(self.status(), metrics)
 
     def __repr__(self) -> str:
         return f"<App {self.name!r} workers={self.workers} {'running' if self.running else 'stopped'}>"

@@ -70,6 +70,14 @@ class Callbacks:
     metrics: Callable[[int, dict], None]
 
 
+@dataclass(frozen=True)
+class DriverSink:
+    """What workers see of a sink that lives in the driver: just that it does."""
+
+    name: str
+    to_driver: bool = True
+
+
 class Reply:
     """A future for one request sent to several workers."""
 
@@ -194,8 +202,11 @@ class Driver:
         restore = None
         if self.ckpt is not None and self.committed is not None:
             restore = self.ckpt.restore_info(self.committed)
+        # driver-side sinks (a callback may hold locks) stay here: workers get a stand-in
+        steps = [replace(st, sink=DriverSink(st.sink.name)) if st.kind == "sink" and st.sink.to_driver
+                 else st for st in self.plan.steps]
         return cloudpickle.dumps({
-            "plan": replace(self.plan, sources=sources),
+            "plan": replace(self.plan, sources=sources, steps=steps),
             "workers": self.n,
             "assign": assign,
             "on_error": self.opts.on_error,
@@ -325,7 +336,8 @@ class Driver:
                 if self.ckpt is not None:
                     self._drive_checkpoints(now)
         except Exception:
-            self._fail(WorkerFailure("driver I/O thread crashed:\n" + traceback.format_exc()))
+            tb = traceback.format_exc()
+            self._fail(WorkerFailure(f"driver I/O thread crashed: {tb.strip().splitlines()[-1]}\n{tb}"))
         finally:
             self._reap(kill=True)
             for r in list(self.pending.values()):

@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable
 
 from ..metrics.histogram import N_BINS
+from .watermarks import advance
 
 
 def _emitter(feeds: list) -> Callable[[Any], None]:
@@ -52,7 +53,27 @@ def timed(fn: Callable, arity: int, counts: list, minmax: list) -> Callable:
     if arity == 1:
         def call1(v: Any) -> Any:
             t0 = clock()
-            out = fn(v)
+            try:
+                return fn(v)
+            finally:  # calls that raise are timed too
+                d = clock() - t0
+                if d < 16:
+                    counts[d] += 1
+                else:
+                    sh = d.bit_length() - 4
+                    b = (sh << 3) + (d >> sh)
+                    counts[b if b < top else top] += 1
+                if d > minmax[1]:
+                    minmax[1] = d
+                if d < minmax[0]:
+                    minmax[0] = d
+        return call1
+
+    def call2(v: Any, s: Any) -> Any:
+        t0 = clock()
+        try:
+            return fn(v, s)
+        finally:
             d = clock() - t0
             if d < 16:
                 counts[d] += 1
@@ -64,24 +85,6 @@ def timed(fn: Callable, arity: int, counts: list, minmax: list) -> Callable:
                 minmax[1] = d
             if d < minmax[0]:
                 minmax[0] = d
-            return out
-        return call1
-
-    def call2(v: Any, s: Any) -> Any:
-        t0 = clock()
-        out = fn(v, s)
-        d = clock() - t0
-        if d < 16:
-            counts[d] += 1
-        else:
-            sh = d.bit_length() - 4
-            b = (sh << 3) + (d >> sh)
-            counts[b if b < top else top] += 1
-        if d > minmax[1]:
-            minmax[1] = d
-        if d < minmax[0]:
-            minmax[0] = d
-        return out
     return call2
 
 
@@ -222,7 +225,7 @@ def _make_window(step: Any, emit: Callable, rt: Any) -> tuple:
             before = table.current
             new = table.observe(ctx.src, ctx.sender, ctx.wm)
             if new is not None:
-                rt.emit_window_outputs(step, runner.on_watermark(new), before)
+                rt.emit_window_outputs(step, advance(runner, new), before)
         try:
             outs = runner.on_message(k, v, ctx.et)
         except Exception as e:

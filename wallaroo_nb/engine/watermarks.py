@@ -23,8 +23,9 @@ NEG_INF = -math.inf
 
 
 def watermark_steps(plan: Any) -> set:
-    """Keyed steps that need watermarks: range windows and keyed steps upstream of one."""
-    need = {s.id for s in plan.steps if s.kind == "window" and s.spec.needs_watermarks}
+    """Keyed steps that need watermarks: windows (range windows fire on them, every
+    kind fires what is open at the end of the stream) and keyed steps upstream of one."""
+    need = {s.id for s in plan.steps if s.kind == "window"}
     for sid in reversed(keyed_order(plan)):
         if reached_keyed(plan, plan.steps[sid].children) & need:
             need.add(sid)
@@ -43,6 +44,11 @@ def channels(plan: Any, n_workers: int, assign: dict, steps: set) -> dict:
                 mine[src] = set(range(n_workers))
         sources_of[sid] = mine
     return {sid: sources_of[sid] for sid in steps}
+
+
+def advance(runner: Any, wm: float) -> Any:
+    """The runner's outputs for a new watermark; infinity means the stream is over."""
+    return runner.flush_all() if wm == math.inf else runner.on_watermark(wm)
 
 
 class Table:

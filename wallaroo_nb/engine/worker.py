@@ -37,7 +37,7 @@ from .runtime import (
     plain_state,
 )
 from .steps import build
-from .watermarks import NEG_INF, Table, channels
+from .watermarks import NEG_INF, Table, advance, channels
 
 CHUNK = 1024  # max values read from a source per loop turn
 FRAMES_PER_TURN = 16  # max peer frames handled per loop turn (fairness with sources)
@@ -144,6 +144,8 @@ class Worker:
                 s = self.zctx.socket(zmq.PUSH)
                 s.setsockopt(zmq.SNDHWM, HWM)
                 s.setsockopt(zmq.LINGER, 2000)
+                # a peer may not have bound yet: retry in 10 ms, not zmq's default 100 ms
+                s.setsockopt(zmq.RECONNECT_IVL, 10)
                 s.connect(addr)
                 self.peers[w] = s
         self.outbox = [deque() for _ in range(self.n)]
@@ -334,7 +336,7 @@ class Worker:
             ctx = self.rt.ctx
             ctx.src, ctx.sender, ctx.ts = src, self.me, time.time_ns()
             ctx.arrived = ctx.ts
-            self.rt.emit_window_outputs(self.rt.plan.steps[step], runner.on_watermark(new), before)
+            self.rt.emit_window_outputs(self.rt.plan.steps[step], advance(runner, new), before)
             self.rt.seal()
 
     def mark(self, step: int, src: int, wm: float) -> None:
@@ -465,7 +467,9 @@ class Worker:
                 (k, plain_state(v)) for k, v in states.items())
         for sid, runner in rt.windows.items():
             state[rt.plan.steps[sid].name] = self._by_slot(runner.snapshot().items())
-        payload = dumps({"epoch": epoch, "worker": self.me, "state": state})
+        marks = {rt.plan.steps[sid].name: r.watermark for sid, r in rt.windows.items()}
+        payload = dumps({"epoch": epoch, "worker": self.me, "state": state,
+                         "watermarks": marks})
         name = f"epoch-{epoch}-worker-{self.me}.ckpt"
         sha = write_atomic(os.path.join(self.ckpt_dir, name), payload)
         return {"epoch": epoch, "worker": self.me, "file": name, "sha256": sha,
@@ -502,6 +506,11 @@ class Worker:
                     cls = step.state_cls
                     rt.states[step.id].update(
                         (k, from_plain_state(cls, f)) for k, f in mine.items())
+            if data["worker"] == self.me:
+                # keys with nothing open keep no state: the step's own watermark is what
+                # stops a replayed message from reopening a window that already fired
+                for step_name, wm in data.get("watermarks", {}).items():
+                    rt.windows[by_name[step_name].id].on_watermark(wm)
         for run in self.sources:
             pos = r["positions"].get(run.id)
             if pos is not None and run.source.replayable:
