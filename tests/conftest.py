@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from proctools import pid_alive
 
 
 @pytest.fixture
@@ -24,14 +23,3 @@ def start():
         app.stop()
         for pid in app.pids:
             assert not pid_alive(pid), f"worker pid {pid} outlived app.stop()"
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` is a live (not zombie) process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return os.path.exists(f"/proc/{pid}")

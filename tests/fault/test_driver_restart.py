@@ -11,7 +11,7 @@ import sys
 import textwrap
 import time
 
-from conftest import pid_alive
+from proctools import pid_alive
 
 import wallaroo_nb as w
 

@@ -217,7 +217,7 @@ def test_wait_timeout_names_what_is_in_flight(start):
 
 
 def test_stop_is_idempotent_and_leaves_no_process(start):
-    from conftest import pid_alive
+    from proctools import pid_alive
 
     app = start(word_count_pipeline(LINES), workers=2)
     app.wait(timeout=30)
