@@ -268,6 +268,37 @@ class App:
                 pass  # keys of mixed types keep worker order
         return df
 
+    # -- prototyping ----------------------------------------------------------------------
+
+    def update(self, computation: Any) -> None:
+        """Hot reload: replace the running step named like ``computation`` with it.
+
+        Redefine a computation in a cell, then ``app.update(new_fn)``: every worker
+        swaps the function between two chunks; keyed state is kept."""
+        import cloudpickle
+
+        from ..api import Computation
+
+        if not isinstance(computation, Computation):
+            raise TypeError("update() takes a function decorated with @computation, "
+                            f"@state_computation, ...; got {computation!r}")
+        step = self.plan.step_named(computation.name)
+        if step.kind != computation.kind:
+            raise ValueError(f"step {step.name!r} is a {step.kind} step; the new "
+                             f"{computation.name!r} is a {computation.kind} computation")
+        if step.state_cls is not None and computation.state is not step.state_cls:
+            try:
+                same = cloudpickle.dumps(computation.state) == cloudpickle.dumps(step.state_cls)
+            except Exception:
+                same = False
+            if not same:
+                raise ValueError(f"step {step.name!r}: update() keeps the state, so the state "
+                                 "class must stay the same; stop and run again to change it")
+        self._call("update", {"step": step.name, "fn": cloudpickle.dumps(computation.fn)})
+        step.fn = computation.fn  # recoveries restart workers with the new function
+        self._code_files.update(_code_files(self.plan))
+        self._event(f"step {step.name!r} updated")
+
     # -- windows ------------------------------------------------------------------------
 
     def trigger(self, step: str, key: Any = None) -> int:

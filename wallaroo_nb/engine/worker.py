@@ -647,6 +647,18 @@ def op_trigger(w: Worker, step: str, key: Any = None) -> int:
     return len(outs)
 
 
+def op_update(w: Worker, step: str, fn: bytes) -> str:
+    """Hot reload: swap a step's function between two chunks; state stays as it is."""
+    rt = w.rt
+    s = rt.plan.step_named(step)
+    s.fn = cloudpickle.loads(fn)
+    w.entry, w.remote = build(rt)
+    for run in w.sources:
+        kids = [w.entry[c] for c in run.sp.children]
+        run.feed = kids[0] if len(kids) == 1 else _fan_out(kids)
+    return s.name
+
+
 def _fields(st: Any) -> dict:
     try:
         return dict(plain_state(st))
@@ -654,7 +666,7 @@ def _fields(st: Any) -> dict:
         return {"state": st}
 
 
-OPS = {"status": op_status, "state": op_state, "trigger": op_trigger}
+OPS = {"status": op_status, "state": op_state, "trigger": op_trigger, "update": op_update}
 
 
 def main(argv: list | None = None) -> None:
