@@ -58,6 +58,10 @@ def _log(msg: str) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``wallaroo-nb run``; anything else is handed to the application."""
+    p.epilog = ("Every argument after 'run' (these included) is passed to "
+                "application_setup(args). Wallaroo's cluster options (--control, --data, "
+                "--external, --name, --cluster-initializer, --ponythreads, ...) are accepted "
+                "and ignored.")
     p.add_argument("--application-module", required=True, metavar="MODULE",
                    help="a module importable from the current directory, or a .py file")
     p.add_argument("-i", "--in", dest="in_addrs", metavar="NAME@HOST:PORT[,...]",
@@ -192,23 +196,36 @@ class Stopper:
             signal.signal(sig, old)
 
 
-class ErrorPrinter:
-    """Prints each recorded error once, as it appears (the first few with tracebacks)."""
+class Notices:
+    """Prints what the app records, once each, as it appears: its events (recoveries,
+    warnings) and its errors (the first few with tracebacks)."""
 
     def __init__(self, log: Log) -> None:
         self.log = log
-        self.seen = 0
+        self.errors_seen = 0
+        self.events_seen = 0
 
     def poll(self, app: Any) -> None:
+        self._events(app)
+        self._errors(app)
+
+    def _events(self, app: Any) -> None:
+        events = app.events()
+        for _t, text in events[self.events_seen:]:
+            if text != "stopped":
+                self.log(f"event: {text}")
+        self.events_seen = len(events)
+
+    def _errors(self, app: Any) -> None:
         try:
             frame = app.errors()
         except Exception:
             return
-        for row in frame.iloc[self.seen:].to_dict("records"):
-            self.seen += 1
-            if self.seen <= MAX_ERRORS_SHOWN:
-                self.log(format_error(row, with_traceback=self.seen <= TRACEBACKS_SHOWN))
-            elif self.seen == MAX_ERRORS_SHOWN + 1:
+        for row in frame.iloc[self.errors_seen:].to_dict("records"):
+            self.errors_seen += 1
+            if self.errors_seen <= MAX_ERRORS_SHOWN:
+                self.log(format_error(row, with_traceback=self.errors_seen <= TRACEBACKS_SHOWN))
+            elif self.errors_seen == MAX_ERRORS_SHOWN + 1:
                 self.log(f"error: more than {MAX_ERRORS_SHOWN} errors; "
                          "the rest are only counted in the status line")
 
@@ -243,13 +260,13 @@ class StatusLine:
         now = time.monotonic()
         ev_in, ev_out = st.get("events_in"), st.get("events_out")
         if ev_in is None:
-            self.log(f"[{now - self.t0:.0f}s] {'final: ' if final else ''}errors {st['errors']}"
+            self.log(f"[{now - self.t0:.1f}s] {'final: ' if final else ''}errors {st['errors']}"
                      f"{'' if st['running'] else ' (stopped)'}")
         else:
             dt = max(now - self.last_t, 1e-9)
             rate_in = (ev_in - self.last[0]) / dt
             rate_out = (ev_out - self.last[1]) / dt
-            self.log(f"[{now - self.t0:.0f}s] {'final: ' if final else ''}in {ev_in:,} "
+            self.log(f"[{now - self.t0:.1f}s] {'final: ' if final else ''}in {ev_in:,} "
                      f"({rate_in:,.0f}/s) out {ev_out:,} ({rate_out:,.0f}/s) "
                      f"errors {st['errors']}")
             self.last = (ev_in, ev_out)
@@ -275,7 +292,7 @@ def _wait_in_thread(app: Any) -> tuple:
     return done, outcome
 
 
-def supervise(app: Any, stopper: Stopper, status: StatusLine, errors: ErrorPrinter,
+def supervise(app: Any, stopper: Stopper, status: StatusLine, notices: Notices,
               log: Log) -> int:
     """Watch ``app`` until a signal, the end of bounded sources or a failure; stop it.
 
@@ -286,7 +303,7 @@ def supervise(app: Any, stopper: Stopper, status: StatusLine, errors: ErrorPrint
     code = 0
     while True:
         stopper.event.wait(0.2)
-        errors.poll(app)
+        notices.poll(app)
         if stopper.event.is_set():
             log(f"{stopper.signal or 'stop'}: stopping")
             break
@@ -306,7 +323,7 @@ def supervise(app: Any, stopper: Stopper, status: StatusLine, errors: ErrorPrint
     if app.running:
         status.show(app, final=True)
     app.stop()
-    errors.poll(app)
+    notices.poll(app)
     return code
 
 
@@ -336,7 +353,7 @@ def run_application(application: Any, args: argparse.Namespace, log: Log = _log)
             log(f"running {app.name!r} on {app.workers} worker(s): "
                 f"pids {' '.join(str(p) for p in app.pids)}")
             code = supervise(app, stopper, StatusLine(args.status_interval, log),
-                             ErrorPrinter(log), log)
+                             Notices(log), log)
         finally:
             app.stop()
     log(f"stopped {app.name!r}")

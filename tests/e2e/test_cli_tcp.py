@@ -6,6 +6,7 @@ stopped with signals and must leave no worker behind.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import signal
@@ -240,3 +241,39 @@ def test_a_broken_application_module_is_reported(procs, tmp_path):  # noqa: F811
     missing = procs.start("run", "--application-module", tmp_path / "nope.py")
     assert missing.wait(30) == 2
     assert "no such application module file" in missing.stderr()
+
+
+def test_resilience_survives_a_killed_worker_and_tcp_sink_is_at_least_once(procs, tmp_path):  # noqa: F811
+    n = 30000
+    expected = alerts_reference(n)
+    receiver, port = procs.receive(tmp_path / "alerts.txt")
+    runner = procs.start("run", "--application-module", EXAMPLES / "alerts_gen.py",
+                         "--out", f"127.0.0.1:{port}", "--workers", "2", "--limit", n,
+                         "--rate", 10000, "--run-with-resilience",
+                         "--resilience-dir", tmp_path / "ckpt",
+                         "--time-between-checkpoints", 200_000_000, "--status-interval", 0.2)
+    runner.wait_for(r"in [1-9][\d,]* \(", timeout=30)  # under way
+    victim = runner.worker_pids()[1]
+    os.kill(victim, signal.SIGKILL)
+    runner.wait_for(r"event: recovered from", timeout=30)
+    assert len(runner.worker_pids()) >= 3  # the replacements too, while they run
+    assert runner.wait(90) == 0, runner.stderr()
+    err = runner.stderr()
+    assert f"worker 1 (pid {victim}) exited" in err and "event: recovered from" in err, err
+    assert "every source is done" in err
+    assert_all_gone(runner.worker_pids())
+    wait_until(lambda: len(read_lines(tmp_path / "alerts.txt")) >= len(expected), 10,
+               "the alerts at the receiver")
+    receiver.signal(signal.SIGINT)
+    receiver.wait(10)
+    lost = Counter(expected) - Counter(read_lines(tmp_path / "alerts.txt"))
+    assert not lost, f"{sum(lost.values())} alerts lost: {list(lost.items())[:5]}"
+
+
+def test_a_dead_worker_without_resilience_fails_the_run(procs, tmp_path):  # noqa: F811
+    _, runner, _ = start_word_count(procs, tmp_path, workers=2)
+    workers = runner.worker_pids()
+    os.kill(workers[0], signal.SIGKILL)
+    assert runner.wait(30) == 1, runner.stderr()
+    assert f"worker 0 (pid {workers[0]})" in runner.stderr()
+    assert_all_gone(workers)
