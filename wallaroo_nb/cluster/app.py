@@ -89,6 +89,12 @@ class App:
         return not self._stopped and not self._driver.stopped.is_set()
 
     @property
+    def failure(self) -> Optional[BaseException]:
+        """Why the app stopped by itself (a worker died without resilience, or a step
+        raised with on_error='stop'), else None."""
+        return self._driver.failure
+
+    @property
     def pids(self) -> list:
         """Process ids of the workers (for tests and for the curious)."""
         return self._driver.pids

@@ -65,6 +65,17 @@ class Window(NamedTuple):
     end: int
 
 
+def _keeping_acc(update: Any) -> Any:
+    """Wallaroo's own examples mutate the accumulator in ``update`` and return None:
+    then the (mutated) accumulator is the result."""
+
+    def upd(value: Any, acc: Any) -> Any:
+        r = update(value, acc)
+        return acc if r is None else r
+
+    return upd
+
+
 def _is_immutable(x: Any) -> bool:
     """True if ``update`` cannot have mutated ``x`` (None is excluded: it is
     usually a placeholder for a mutable accumulator made on first use)."""
@@ -85,7 +96,7 @@ class _Runner:
         agg = spec.agg
         self.name: str = spec.name
         self._initial = agg.initial_accumulator
-        self._update = agg.update
+        self._update = _keeping_acc(agg.update)
         self._combine = agg.combine
         self._output = agg.output
         self._with_window = bool(spec.output_takes_window)
