@@ -74,6 +74,8 @@ class KafkaSourceConfig(SourceConfig):
     the worker may sleep when nothing arrived (librdkafka has no fd to poll).
     """
 
+    replayable = True  # positions are per-partition offsets: recovery rewinds to them
+
     bounded = False
 
     def __init__(
