@@ -13,32 +13,8 @@ from typing import Any, Callable, Optional
 
 from .connectors.base import SinkConfig, SourceConfig
 
-# -- time units (Wallaroo's helpers return integer nanoseconds) ---------------
-
-
-def nanoseconds(n: float) -> int:
-    return int(n)
-
-
-def microseconds(n: float) -> int:
-    return int(n * 1_000)
-
-
-def milliseconds(n: float) -> int:
-    return int(n * 1_000_000)
-
-
-def seconds(n: float) -> int:
-    return int(n * 1_000_000_000)
-
-
-def minutes(n: float) -> int:
-    return int(n * 60_000_000_000)
-
-
-def hours(n: float) -> int:
-    return int(n * 3_600_000_000_000)
-
+# time units (Wallaroo's helpers: integer nanoseconds, rounded) live with the windows
+from .windows import hours, microseconds, milliseconds, minutes, nanoseconds, seconds  # noqa: E402,F401
 
 # -- decorators ----------------------------------------------------------------
 
