@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 from .connectors.base import SinkConfig, SourceConfig
 
 # time units (Wallaroo's helpers: integer nanoseconds, rounded) live with the windows
-from .windows import hours, microseconds, milliseconds, minutes, nanoseconds, seconds  # noqa: E402,F401
+from .windows import hours, microseconds, milliseconds, minutes, nanoseconds, seconds  # noqa: F401
 
 # -- decorators ----------------------------------------------------------------
 
