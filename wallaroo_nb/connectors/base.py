@@ -77,7 +77,30 @@ class SourceConfig:
 
 
 class Sink:
-    """A live sink inside one worker: receives output batches, in order."""
+    """A live sink inside one worker: receives output batches, in order.
+
+    Exactly once (optional): a sink with ``commits = True``, in an app with
+    resilience, is put in hold mode (``hold()``): ``write`` keeps outputs back;
+    ``epoch_state(E)`` (at the worker's checkpoint) closes what was written since
+    the previous checkpoint into epoch E and returns plain state to store with it;
+    ``commit(E)`` delivers epochs up to E once the whole app has committed E; and
+    after a recovery ``restore(state)`` delivers whatever of the restored epoch's
+    state it cannot prove was delivered before the crash.
+    """
+
+    commits = False
+
+    def hold(self) -> None:
+        raise NotImplementedError
+
+    def epoch_state(self, epoch: int) -> Any:
+        raise NotImplementedError
+
+    def commit(self, epoch: int) -> None:
+        raise NotImplementedError
+
+    def restore(self, state: Any) -> None:
+        raise NotImplementedError
 
     def open(self, worker: int) -> None:
         """Called once on the worker before the first batch."""

@@ -11,6 +11,7 @@ and counts every delivery and failure.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from typing import Any, Callable, Optional, Union
 
@@ -400,8 +401,20 @@ def split_encoded(encoded: Any) -> tuple:
     return _to_bytes(value), _to_bytes(key), partition
 
 
+ID_HEADER = "wallaroo_nb-id"  # "worker:epoch:index" on messages of committed epochs
+RESTORE_SCAN_QUIET_S = 1.0  # a partition is read to its end once it is quiet this long
+
+
 class KafkaSink(Sink):
-    """A live Kafka sink: one producer; deliveries are counted as the broker acks them."""
+    """A live Kafka sink: one producer; deliveries are counted as the broker acks them.
+
+    With resilience it is exactly once: outputs wait for their epoch to commit,
+    are checkpointed with it, and carry an id; after a recovery the sink reads its
+    partitions from the offsets it had reached at the checkpoint and re-sends only
+    the committed outputs whose ids it does not find.
+    """
+
+    commits = True
 
     def __init__(self, config: KafkaSinkConfig) -> None:
         self.config = config
@@ -409,10 +422,78 @@ class KafkaSink(Sink):
         self.errors = ErrorLog(config.name, log)
         self.counts: Counter = Counter()
         self.producer: Any = None
+        self.holding = False
+        self.held: list = []
+        self.pending: list = []  # (epoch, outputs) checkpointed but not yet committed
+        self.next_offsets: dict = {}  # partition -> offset after our last delivered message
+        self.worker = 0
+
+    def hold(self) -> None:
+        self.holding = True
+
+    def epoch_state(self, epoch: int) -> dict:
+        if self.held:
+            self.pending.append((epoch, self.held))
+            self.held = []
+        return {"pending": list(self.pending), "offsets": dict(self.next_offsets)}
+
+    def commit(self, epoch: int) -> None:
+        due = [(e, outs) for e, outs in self.pending if e <= epoch]
+        self.pending = [(e, outs) for e, outs in self.pending if e > epoch]
+        self._send_epochs(due, skip=set())
+
+    def restore(self, state: dict) -> None:
+        """Deliver the restored (committed) epochs' outputs not already in the topic."""
+        self.next_offsets = dict(state["offsets"])
+        if state["pending"]:
+            self._send_epochs(state["pending"], skip=self._ids_in_topic(state["offsets"]))
+
+    def _send_epochs(self, epochs: list, skip: set) -> None:
+        for epoch, outs in epochs:
+            for i, obj in enumerate(outs):
+                ident = f"{self.worker}:{epoch}:{i}"
+                if ident in skip:
+                    self.counts["skipped_delivered"] += 1
+                    continue
+                self._write_one(obj, [(ID_HEADER, ident.encode())])
+        left = self.producer.flush(self.config.flush_timeout)
+        if left:
+            raise RuntimeError(f"Kafka sink {self.config.name!r}: {left} committed outputs not "
+                               f"delivered within {self.config.flush_timeout}s")
+
+    def _ids_in_topic(self, offsets: dict) -> set:
+        """Ids this worker's messages carry, from the checkpoint's offsets to the end."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = self.config
+        conf = _client_config(c.brokers, c.log_level, self.errors)
+        conf.update({"group.id": f"{c.name}-restore-{self.worker}", "enable.auto.commit": False})
+        consumer = Consumer(conf)
+        found: set = set()
+        try:
+            meta = consumer.list_topics(c.topic, timeout=10)
+            parts = sorted(meta.topics[c.topic].partitions)
+            consumer.assign([TopicPartition(c.topic, p, int(offsets.get(p, offsets.get(str(p), 0))))
+                             for p in parts])
+            prefix = f"{self.worker}:"
+            quiet_since = time.monotonic()
+            while time.monotonic() - quiet_since < RESTORE_SCAN_QUIET_S:
+                msgs = consumer.consume(1000, 0.1)
+                if msgs:
+                    quiet_since = time.monotonic()
+                for m in msgs:
+                    if m.error() is None:
+                        for k, v in m.headers() or ():
+                            if k == ID_HEADER and v.decode().startswith(prefix):
+                                found.add(v.decode())
+        finally:
+            consumer.close()
+        return found
 
     def open(self, worker: int) -> None:
         from confluent_kafka import Producer
 
+        self.worker = worker
         c = self.config
         conf = _client_config(c.brokers, c.log_level, self.errors)
         conf.update({
@@ -426,24 +507,32 @@ class KafkaSink(Sink):
 
     def write(self, batch: list) -> None:
         """Encode and produce each output; waits only while librdkafka's queue is full."""
+        if self.holding:
+            self.held.extend(batch)
+            return
         for obj in batch:
-            try:
-                value, key, partition = split_encoded(self.fn(obj))
-            except Exception as e:
-                self.errors.record("encoder", obj, e, with_traceback=True)
-                continue
-            size = len(value or b"") + len(key or b"")
-            if size > self.config.max_message_size:
-                self.counts["too_large"] += 1
-                self.errors.record("size", obj, f"message of {size} bytes exceeds "
-                                                f"max_message_size={self.config.max_message_size}")
-                continue
-            self._produce(value, key, partition, obj)
+            self._write_one(obj, None)
         self.producer.poll(0)
 
+    def _write_one(self, obj: Any, headers: Optional[list]) -> None:
+        try:
+            value, key, partition = split_encoded(self.fn(obj))
+        except Exception as e:
+            self.errors.record("encoder", obj, e, with_traceback=True)
+            return
+        size = len(value or b"") + len(key or b"")
+        if size > self.config.max_message_size:
+            self.counts["too_large"] += 1
+            self.errors.record("size", obj, f"message of {size} bytes exceeds "
+                                            f"max_message_size={self.config.max_message_size}")
+            return
+        self._produce(value, key, partition, obj, headers)
+
     def _produce(self, value: Optional[bytes], key: Optional[bytes], partition: Optional[int],
-                 obj: Any) -> None:
+                 obj: Any, headers: Optional[list] = None) -> None:
         kw = {} if partition is None else {"partition": partition}
+        if headers:
+            kw["headers"] = headers
         while True:
             try:
                 self.producer.produce(self.config.topic, value, key,
@@ -460,6 +549,9 @@ class KafkaSink(Sink):
     def _delivered(self, err: Any, msg: Any) -> None:
         if err is None:
             self.counts["delivered"] += 1
+            p, nxt = msg.partition(), msg.offset() + 1
+            if nxt > self.next_offsets.get(p, 0):
+                self.next_offsets[p] = nxt
         else:
             self.counts["failed"] += 1
             self.errors.record("delivery", msg.value(), f"{err.name()}: {err.str()}")

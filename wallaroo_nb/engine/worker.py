@@ -115,6 +115,11 @@ class Worker:
         self.entry, self.remote = build(rt)
         self.aligner = Aligner(plan, self.me, self.n)
         self.ckpt_dir = start.get("checkpoint_dir")
+        # exactly-once sinks hold outputs back until their epoch commits
+        self.committing_sinks = {plan.steps[sid].name: sink for sid, sink in rt.sinks.items()
+                                 if self.ckpt_dir and getattr(sink, "commits", False)}
+        for sink in self.committing_sinks.values():
+            sink.hold()
         self.sources = []
         for sp in plan.sources:
             if start["assign"][sp.id] == self.me:
@@ -468,8 +473,9 @@ class Worker:
         for sid, runner in rt.windows.items():
             state[rt.plan.steps[sid].name] = self._by_slot(runner.snapshot().items())
         marks = {rt.plan.steps[sid].name: r.watermark for sid, r in rt.windows.items()}
+        sinks = {name: sink.epoch_state(epoch) for name, sink in self.committing_sinks.items()}
         payload = dumps({"epoch": epoch, "worker": self.me, "state": state,
-                         "watermarks": marks})
+                         "watermarks": marks, "sinks": sinks})
         name = f"epoch-{epoch}-worker-{self.me}.ckpt"
         sha = write_atomic(os.path.join(self.ckpt_dir, name), payload)
         return {"epoch": epoch, "worker": self.me, "file": name, "sha256": sha,
@@ -511,6 +517,8 @@ class Worker:
                 # stops a replayed message from reopening a window that already fired
                 for step_name, wm in data.get("watermarks", {}).items():
                     rt.windows[by_name[step_name].id].on_watermark(wm)
+                for sink_name, sink_state in data.get("sinks", {}).items():
+                    self.committing_sinks[sink_name].restore(sink_state)
         for run in self.sources:
             pos = r["positions"].get(run.id)
             if pos is not None and run.source.replayable:
@@ -536,6 +544,10 @@ class Worker:
                 self.answer(rest)
             elif kind == b"ckpt":
                 self.begin_epoch(msgpack.unpackb(rest[0]))
+            elif kind == b"commit":
+                epoch = msgpack.unpackb(rest[0])
+                for sink in self.committing_sinks.values():
+                    sink.commit(epoch)
             elif kind == b"abort":
                 self.release(self.aligner.abort(msgpack.unpackb(rest[0])))
             elif kind == b"stop":
