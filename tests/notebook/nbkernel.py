@@ -49,7 +49,13 @@ def execute_notebook(
     km = kernel_manager(kernel_name, kernel_dirs)
     client = NotebookClient(nb, km=km, timeout=timeout, kernel_name=kernel_name,
                             resources={"metadata": {"path": str(cwd or ipython_dir)}})
-    client.execute(env={**os.environ, "IPYTHONDIR": str(ipython_dir)})
+    try:
+        client.execute(env={**os.environ, "IPYTHONDIR": str(ipython_dir)})
+    finally:
+        # nbclient leaves a kernel it did not start running: stop it (and the apps in
+        # it) here, also when a cell failed
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
     return nb
 
 

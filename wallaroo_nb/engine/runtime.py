@@ -3,25 +3,20 @@
 The worker loop sets ``ctx`` (ingest time, source, event time) before feeding a
 chunk of values through the fused steps, then calls ``seal()``: values parked for
 other workers become groups ``(0, step, src, ts, event_times, payload)`` and sink
-buffers are handed on. Values travel pickled (protocol 5): as fast as msgpack
-here and exact for tuples, which msgpack would turn into lists.
+buffers are handed on (values travel pickled: see codec.py).
 """
 
 from __future__ import annotations
 
-import copyreg
-import io
 import math
-import pickle
 import time
 import traceback
 from typing import Any
 
-import cloudpickle
-
 from ..keys import default_owners, slot_cache
 from ..metrics import histogram as hg
 from ..metrics.recorder import Recorder
+from .codec import dumps
 from .watermarks import watermark_steps
 
 GROUP_DATA = 0  # (0, step, source, ingest ts, event times | None, watermarks | None, values)
@@ -130,25 +125,16 @@ class Runtime:
                  where: str = "computation") -> None:
         """Record a failed event and go on (or halt, with on_error='stop')."""
         self.error_counts[step.id] += 1
-        if len(self.errors) < MAX_ERRORS_KEPT:
-            self.errors.append({
-                "step": step.name,
-                "where": where,
-                "key": _short_repr(key),
-                "input": _short_repr(value),
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-                "worker": self.me,
-                "time": time.time(),
-            })
-        if self.error_mode == "stop":
-            self.halted = True
+        self._record(step.name, where, _short_repr(key), value, exc)
 
     def source_error(self, name: str, value: Any, exc: BaseException, where: str) -> None:
         """An error outside any step (a source, its decoder, its event_time)."""
-        if len(self.errors) < MAX_ERRORS_KEPT:
+        self._record(name, where, "", value, exc)
+
+    def _record(self, name: str, where: str, key: str, value: Any, exc: BaseException) -> None:
+        if len(self.errors) < MAX_ERRORS_KEPT:  # all are counted; this many are kept
             self.errors.append({
-                "step": name, "where": where, "key": "", "input": _short_repr(value),
+                "step": name, "where": where, "key": key, "input": _short_repr(value),
                 "error": f"{type(exc).__name__}: {exc}",
                 "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
                 "worker": self.me, "time": time.time(),
@@ -207,77 +193,6 @@ class Runtime:
                 buf.clear()
         if shipped:
             hg.record(self.worker_hist, now - ctx.arrived, shipped)
-
-
-def dumps(values: Any) -> bytes:
-    """Pickle a batch; classes defined in a notebook cell need cloudpickle's by-value form."""
-    try:
-        return pickle.dumps(values, 5)
-    except Exception:
-        return dumps_by_value(values)
-
-
-class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, plus a fix for instances of notebook classes with ``__slots__``.
-
-    A class that travelled by value comes back with a ``__dict__`` as well as its
-    slots, so its instances pickle their attributes as a dict, which the driver's
-    real (slotted) class cannot take. Such instances are pickled as slot state.
-    """
-
-    def reducer_override(self, obj: Any) -> Any:
-        cls = type(obj)
-        d = cls.__dict__
-        if "__slots__" in d and "__dict__" in d and not isinstance(obj, type):
-            return (copyreg.__newobj__, (cls,), (None, plain_state(obj)))
-        return super().reducer_override(obj)
-
-
-def plain_state(obj: Any) -> dict:
-    """A state object's attributes as a dict (slots included): fast to pickle, and
-    free of the (possibly notebook-defined) class, which the plan already carries."""
-    d = getattr(obj, "__dict__", None)
-    slots = _slot_names(type(obj))
-    if not slots:
-        if d is None:
-            raise TypeError(f"state {type(obj).__name__} has neither __dict__ nor __slots__")
-        return d
-    out = dict(d) if d else {}
-    for name in slots:
-        if hasattr(obj, name):
-            out[name] = getattr(obj, name)
-    return out
-
-
-def from_plain_state(cls: type, fields: dict) -> Any:
-    """Inverse of plain_state for a state class (its __init__ is not called)."""
-    obj = cls.__new__(cls)
-    for name, value in fields.items():
-        object.__setattr__(obj, name, value)
-    return obj
-
-
-_SLOTS: dict = {}
-
-
-def _slot_names(cls: type) -> tuple:
-    names = _SLOTS.get(cls)
-    if names is None:
-        found = []
-        for klass in cls.__mro__:
-            slots = klass.__dict__.get("__slots__", ())
-            for name in [slots] if isinstance(slots, str) else slots:
-                if name not in ("__dict__", "__weakref__"):
-                    found.append(name)
-        names = _SLOTS[cls] = tuple(found)
-    return names
-
-
-def dumps_by_value(obj: Any) -> bytes:
-    """cloudpickle.dumps with the slots fix above."""
-    buf = io.BytesIO()
-    _Pickler(buf, protocol=5).dump(obj)
-    return buf.getvalue()
 
 
 def _short_repr(v: Any, limit: int = 300) -> str:

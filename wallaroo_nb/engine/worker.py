@@ -25,17 +25,9 @@ import msgpack
 import zmq
 
 from ..plan import reached_keyed
+from .codec import dumps, dumps_by_value, from_plain_state, plain_state
 from .epochs import Aligner, read_checked, write_atomic
-from .runtime import (
-    GROUP_BARRIER,
-    GROUP_DATA,
-    GROUP_WATERMARK,
-    Runtime,
-    dumps,
-    dumps_by_value,
-    from_plain_state,
-    plain_state,
-)
+from .runtime import GROUP_BARRIER, GROUP_DATA, GROUP_WATERMARK, Runtime
 from .steps import build
 from .watermarks import NEG_INF, Table, advance, channels
 
@@ -652,9 +644,15 @@ def op_trigger(w: Worker, step: str, key: Any = None) -> int:
     ctx = rt.ctx
     ctx.src = next((sp.id for sp in rt.plan.sources if sp.pipeline == s.pipeline), 0)
     ctx.sender, ctx.ts = w.me, time.time_ns()
-    ctx.arrived = ctx.et = ctx.ts
+    ctx.arrived = ctx.ts
+    # the outputs carry the step's own watermark (and that as their event time), so a
+    # range window downstream neither runs ahead nor finds them late
+    table = rt.wm_tables.get(s.id)
+    wm = table.current if table is not None else NEG_INF
+    ctx.wm = wm
+    ctx.et = int(wm) if math.isfinite(wm) else ctx.ts
     outs = runner.on_trigger(key)
-    rt.emit_window_outputs(s, outs, ctx.wm)
+    rt.emit_window_outputs(s, outs, wm)
     rt.seal()
     return len(outs)
 
