@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +20,7 @@ import pandas as pd
 from bokeh.models import ColumnDataSource
 from jupyter_bokeh import BokehModel
 
+from .live import LiveBox
 from .report import bins_columns, empty_history, history_columns, make_plots
 
 INTERVAL = 1.0  # seconds between updates
@@ -77,15 +77,14 @@ class EchoSafeBokehModel(BokehModel):
         return False
 
 
-class Dashboard(widgets.VBox):
+class Dashboard(LiveBox):
     """The live view; `close()` stops its thread. Build it with `dashboard(app)`."""
 
+    _thread_name = "wallaroo_nb-dashboard"
+
     def __init__(self, app: Any, interval: float = INTERVAL, window: str = "5min") -> None:
-        self._app_ref = weakref.ref(app)  # never keep the app alive
-        self._interval = interval
         self._window = window
         self._lock = threading.RLock()
-        self._wake = threading.Event()
         self._closed = False
         self._selection: tuple[str, str, str] | None = None
         self._reset = True  # reload the whole history on the next tick
@@ -104,31 +103,10 @@ class Dashboard(widgets.VBox):
         self.selector.observe(self._on_select, "value")
         self.status = widgets.HTML("starting…")
         super().__init__([self.selector, self.plot, self.status])
+        self._start_live(app, interval)
 
-        self._thread = threading.Thread(target=self._run, name="wallaroo_nb-dashboard", daemon=True)
-        self._thread.start()
-
-    # -- public ------------------------------------------------------------------
-
-    @property
-    def updating(self) -> bool:
-        """True while the update thread runs."""
-        return self._thread.is_alive()
-
-    def wait_stopped(self, timeout: float | None = None) -> bool:
-        """Wait for the update thread to exit; True if it has."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def close(self) -> None:
-        """Stop updating and close all the widgets."""
-        self._closed = True
-        self._wake.set()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(1.0)  # brief: an update in flight finishes on its own
-        for w in (self.selector, self.status, self.plot):
-            w.close()
-        super().close()
+    def _parts(self) -> list:
+        return [self.selector, self.status, self.plot]
 
     # -- the update thread ---------------------------------------------------------
 
@@ -140,34 +118,7 @@ class Dashboard(widgets.VBox):
             self._reset = True
         self._wake.set()
 
-    def _run(self) -> None:
-        tick = 0
-        why = "closed"
-        while not self._closed:
-            app = self._app_ref()
-            if app is None:
-                why = "app gone"
-                break
-            try:
-                running = bool(app.running)
-                self._tick(app, tick)
-                tick += 1
-                error = None
-            except Exception as e:  # show it and keep trying: the next second may work
-                running, error = True, f"{type(e).__name__}: {e}"
-            finally:
-                del app
-            if not running:
-                why = "app stopped"
-                break
-            if error:
-                self._set_status(f"update failed: {html.escape(error)}")
-            self._wake.wait(self._interval)
-            self._wake.clear()
-        if not self._closed:
-            self._set_status(f"{why}; not updating")
-
-    def _tick(self, app: Any, tick: int) -> None:
+    def _tick(self, app: Any, running: bool, tick: int) -> None:
         names = sorted(app.metrics_names())
         if names != self._names or tick % NAMES_EVERY == 0 or self._selection is None:
             self._names = names

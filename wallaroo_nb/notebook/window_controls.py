@@ -18,11 +18,12 @@ from __future__ import annotations
 import html
 import threading
 import time
-import weakref
 from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
+
+from .live import LiveBox
 
 INTERVAL = 0.5  # seconds between table refreshes
 KEYS_EVERY = 2  # ticks between key refreshes (each asks every worker)
@@ -30,17 +31,16 @@ ROWS = 20  # newest outputs shown
 ALL_KEYS = "all keys"
 
 
-class WindowControls(widgets.VBox):
+class WindowControls(LiveBox):
     """The controls; `close()` stops the refresh thread. Build with `window_controls`."""
+
+    _thread_name = "wallaroo_nb-window-controls"
 
     def __init__(self, app: Any, step: str, interval: float = INTERVAL, rows: int = ROWS) -> None:
         kind = window_kind(app, step)
         self.step = step
-        self._app_ref = weakref.ref(app)  # never keep the app alive
-        self._interval = interval
         self._rows = rows
         self._closed = False
-        self._wake = threading.Event()
         self._keys_now = threading.Event()  # refresh the keys on the next tick
         self._trigger_lock = threading.Lock()
         self._by_label: dict = {ALL_KEYS: None}
@@ -61,34 +61,10 @@ class WindowControls(widgets.VBox):
                                    "event_windows() only")
         self.button.on_click(self._on_click)
         super().__init__([widgets.HBox([self.button, self.key]), self.status, self.table])
+        self._start_live(app, interval)
 
-        self._thread = threading.Thread(target=self._run, name="wallaroo_nb-window-controls",
-                                        daemon=True)
-        self._thread.start()
-
-    # -- public ----------------------------------------------------------------------
-
-    @property
-    def updating(self) -> bool:
-        """True while the refresh thread runs."""
-        return self._thread.is_alive()
-
-    def wait_stopped(self, timeout: float | None = None) -> bool:
-        """Wait for the refresh thread to exit; True if it has."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def close(self) -> None:
-        """Stop refreshing and close all the widgets."""
-        self._closed = True
-        thread = getattr(self, "_thread", None)  # None: __init__ failed (Widget.__del__)
-        if thread is not None:
-            self._wake.set()
-            if threading.current_thread() is not thread:
-                thread.join(1.0)
-            for w in (self.button, self.key, self.status, self.table):
-                w.close()
-        super().close()
+    def _parts(self) -> list:
+        return [self.button, self.key, self.status, self.table]
 
     # -- the button ----------------------------------------------------------------------
 
@@ -120,33 +96,10 @@ class WindowControls(widgets.VBox):
 
     # -- the refresh thread ----------------------------------------------------------------
 
-    def _run(self) -> None:
-        tick, why = 0, "closed"
-        while not self._closed:
-            app = self._app_ref()
-            if app is None:
-                why = "app gone"
-                break
-            try:
-                running = bool(app.running)
-                self._tick(app, running, tick)
-                error = None
-            except Exception as e:  # show it and keep trying
-                running, error = True, f"{type(e).__name__}: {e}"
-            finally:
-                del app
-            if not running:
-                why = "app stopped"
-                break
-            if error:
-                self._set_status(f"refresh failed: {error}")
-            tick += 1
-            self._wake.wait(self._interval)
-            self._wake.clear()
-        if not self._closed:
-            self.button.disabled = True
-            self._n_open = None
-            self._set_status(f"{why}; not updating")
+    def _on_stopped(self, why: str) -> None:
+        self.button.disabled = True
+        self._n_open = None
+        self._set_status(f"{why}; not updating")
 
     def _tick(self, app: Any, running: bool, tick: int) -> None:
         results = app.results()
