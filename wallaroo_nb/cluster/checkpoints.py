@@ -21,7 +21,7 @@ from ..engine.epochs import CorruptCheckpoint, read_checked, write_atomic
 
 KEEP_EPOCHS = 2  # committed epochs kept on disk: the newest and one to fall back on
 _MANIFEST = re.compile(r"manifest-(\d+)\.ckpt$")
-_RECORD = struct.Struct(">II")  # length, crc32
+_RECORD = struct.Struct(">III")  # sink step id, payload length, crc32 of the payload
 
 
 class CheckpointDir:
@@ -53,10 +53,10 @@ class CheckpointDir:
         return manifest
 
     def _append_results(self, batches: list) -> int:
+        """``batches``: (sink step id, pickled values) as the workers sent them."""
         with open(self.results_path, "ab") as f:
-            for batch in batches:
-                payload = pickle.dumps(batch, 5)
-                f.write(_RECORD.pack(len(payload), zlib.crc32(payload)))
+            for sid, payload in batches:
+                f.write(_RECORD.pack(sid, len(payload), zlib.crc32(payload)))
                 f.write(payload)
             f.flush()
             os.fsync(f.fileno())
@@ -81,17 +81,17 @@ class CheckpointDir:
         return None, notes
 
     def committed_results(self, offset: int) -> list:
-        """The batches of results committed up to ``offset`` bytes of the log."""
+        """The (sink step id, values) batches committed up to ``offset`` bytes of the log."""
         out = []
         if offset == 0:
             return out
         with open(self.results_path, "rb") as f:
             while f.tell() < offset:
-                length, crc = _RECORD.unpack(f.read(_RECORD.size))
+                sid, length, crc = _RECORD.unpack(f.read(_RECORD.size))
                 payload = f.read(length)
                 if zlib.crc32(payload) != crc:
                     raise CorruptCheckpoint(f"{self.results_path}: a committed record is damaged")
-                out.append(pickle.loads(payload))
+                out.append((sid, pickle.loads(payload)))
         return out
 
     def truncate_results(self, offset: int) -> None:

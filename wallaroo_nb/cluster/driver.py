@@ -171,7 +171,7 @@ class Driver:
         self.ready.clear()
         self.ready_count = 0
         self.results_received = [0] * self.n
-        self.uncommitted: list = [[] for _ in range(self.n)]  # (sid, values) since last ack
+        self.uncommitted: list = [[] for _ in range(self.n)]  # (sid, values, payload) since last ack
         self.acked_batches: dict = {}  # worker -> batches of the epoch in flight
         self.procs = [self._spawn(i) for i in range(self.n)]
         self.exited = [False] * self.n
@@ -408,7 +408,8 @@ class Driver:
         self.results_received[w] += 1
         values = pickle.loads(rest[1])
         if self.ckpt is not None:
-            self.uncommitted[w].append((sid, values))  # released when its epoch commits
+            # released when its epoch commits; the bytes go to the results log as they are
+            self.uncommitted[w].append((sid, values, rest[1]))
         else:
             self._deliver(sid, values)
 
@@ -482,18 +483,19 @@ class Driver:
     def _commit(self) -> None:
         epoch = self.in_flight
         batches = [b for w in range(self.n) for b in self.acked_batches[w]]
-        persisted = [b for b in batches if getattr(self.plan.steps[b[0]].sink, "fn", None) is None]
+        persisted = [(sid, payload) for sid, _values, payload in batches
+                     if getattr(self.plan.steps[sid].sink, "fn", None) is None]
         manifest = self.ckpt.commit(epoch, [self.acks[w] for w in range(self.n)], persisted)
+        for i in range(self.n):  # exactly-once sinks on the workers may deliver now
+            self._send(i, [b"commit", msgpack.packb(epoch)])
+        for sid, values, _payload in batches:  # before anyone hears of the commit
+            self._deliver(sid, values)
         with self.commit_cond:
             self.committed = manifest
             self.in_flight = None
             self.checkpoint_times.append(time.monotonic() - self.epoch_started)
             self.commit_cond.notify_all()
         self.next_checkpoint = time.monotonic() + self.opts.checkpoint_interval
-        for sid, values in batches:
-            self._deliver(sid, values)
-        for i in range(self.n):
-            self._send(i, [b"commit", msgpack.packb(epoch)])
 
     # -- failures and recovery ------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from .watermarks import NEG_INF, Table, advance, channels
 CHUNK = 1024  # max values read from a source per loop turn
 FRAMES_PER_TURN = 16  # max peer frames handled per loop turn (fairness with sources)
 OUTBOX_LIMIT = 8  # frames waiting for one peer before sources pause
-HWM = 64  # zmq high-water mark, in frames, on every data and control socket
+HWM = 16  # zmq high-water mark, in frames, on every data and control socket
 IDLE_POLL_MS = 100
 MARKER_INTERVAL_S = 0.005  # at most this often a source's watermark marker goes out
 PARENT_CHECK_S = 0.25
