@@ -175,7 +175,7 @@ class Worker:
         while not self.stopping:
             reading = not self.rt.halted and self.outbox_room() and not self.aligner.active
             poller = self.poller if reading else self.poller_paused
-            events = dict(poller.poll(self.poll_timeout_ms()))
+            events = self.wait_events(poller)
             if self.ctl in events:
                 self.handle_control()
             if self.data_in in events:
@@ -211,22 +211,33 @@ class Worker:
             if kind == b"req":
                 self.answer(rest)
 
-    def poll_timeout_ms(self) -> int:
+    def poll_timeout_ms(self) -> float:
         if any(self.outbox) or self.driver_out:
-            return 1
+            return 1.0
         wait = IDLE_POLL_MS / 1000
         for sink in self.rt.sinks.values():
             hint = sink.wait_hint()
             if hint is not None:
                 wait = min(wait, hint)
         if self.rt.halted or self.aligner.active:
-            return int(wait * 1000 + 0.999)
+            return wait * 1000
         for run in self.sources:
             if not run.done:
                 hint = run.source.wait_hint()
                 if hint is not None:
                     wait = min(wait, hint)
-        return int(wait * 1000 + 0.999) if wait > 0 else 0
+        return max(wait, 0.0) * 1000
+
+    def wait_events(self, poller: Any) -> dict:
+        """Poll for input; zmq counts whole milliseconds, so shorter waits (a paced source
+        due in 100 us) look once and then sleep just that long."""
+        timeout = self.poll_timeout_ms()
+        if timeout >= 1.0 or timeout == 0:
+            return dict(poller.poll(int(timeout + 0.5)))
+        events = dict(poller.poll(0))
+        if not events:
+            time.sleep(timeout / 1000)
+        return events
 
     def outbox_room(self) -> bool:
         return len(self.driver_out) < OUTBOX_LIMIT * 4 and all(
