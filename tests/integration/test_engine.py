@@ -7,6 +7,7 @@ import random
 import time
 
 import pytest
+from apps import Total, first, running_sum  # noqa: F401
 
 import wallaroo_nb as w
 
@@ -32,20 +33,6 @@ def count_word(word, c):
     return (word, c.n)
 
 
-class Total:
-    def __init__(self):
-        self.total = 0
-
-
-@w.key_extractor
-def first(e):
-    return e[0]
-
-
-@w.state_computation("running sum", state=Total)
-def running_sum(e, st):
-    st.total += e[1]
-    return (e[0], st.total)
 
 
 def word_count_pipeline(lines):

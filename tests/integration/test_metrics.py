@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from apps import Total, first, running_sum  # noqa: F401
 
 import wallaroo_nb as w
 from wallaroo_nb.keys import default_owners, slot_of_key
@@ -19,20 +20,6 @@ from wallaroo_nb.metrics.store import FRAME_COLUMNS, PCT_COLUMNS
 DEADLINE_S = 20.0
 
 
-class Total:
-    def __init__(self):
-        self.total = 0
-
-
-@w.key_extractor
-def first(e):
-    return e[0]
-
-
-@w.state_computation("running sum", state=Total)
-def running_sum(e, st):
-    st.total += e[1]
-    return (e[0], st.total)
 
 
 def row(df, category, name, worker="all"):
