@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@if [ -f .ci/install-browser.sh ]; then bash .ci/install-browser.sh; fi
-	$(BIN)/ruff check wallaroo_nb tests bench
+	$(BIN)/ruff check wallaroo_nb tests bench notebooks examples
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -81,6 +81,11 @@ class Dashboard(LiveBox):
     """The live view; `close()` stops its thread. Build it with `dashboard(app)`."""
 
     _thread_name = "wallaroo_nb-dashboard"
+    # jupyter_bokeh sends each change as several comm messages; a browser view that
+    # subscribes in the middle of one reads every later change out of step and never
+    # draws data. So: no change until the output has surely been displayed, and the
+    # first data goes out as one full widget state (update_from_model), not a patch.
+    _first_wait = 1.0
 
     def __init__(self, app: Any, interval: float = INTERVAL, window: str = "5min") -> None:
         self._window = window
@@ -92,6 +97,7 @@ class Dashboard(LiveBox):
         self._last_tick = 0.0  # time.monotonic() of the last successful update
         self._names: list = []
         self._quiet = False  # set while the thread rewrites the dropdown
+        self._synced = False  # the first data went out as a full widget state
 
         self.history_source = ColumnDataSource(empty_history())
         self.bins_source = ColumnDataSource(bins_columns(pd.DataFrame(columns=["bin", "percent", "count"])))
@@ -142,6 +148,9 @@ class Dashboard(LiveBox):
             if reset:
                 self.history_source.data = cols
                 self._last_ms = cols["time"][-1] if cols["time"] else float("-inf")
+                if not self._synced and cols["time"]:
+                    self.plot.update_from_model(self.plot._model)
+                    self._synced = True
             else:
                 new = [i for i, t in enumerate(cols["time"]) if t > self._last_ms]
                 if new:

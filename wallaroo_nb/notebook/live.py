@@ -21,6 +21,7 @@ class LiveBox(widgets.VBox):
     """Base of the dashboard and the window controls."""
 
     _thread_name = "wallaroo_nb-live"
+    _first_wait = 0.0  # seconds before the first tick (the view may not exist yet)
 
     def _start_live(self, app: Any, interval: float) -> None:
         """Call at the end of the subclass's __init__, once its widgets exist."""
@@ -75,6 +76,9 @@ class LiveBox(widgets.VBox):
 
     def _run(self) -> None:
         tick, why = 0, "closed"
+        if self._first_wait:
+            self._wake.wait(self._first_wait)
+            self._wake.clear()
         while not self._closed:
             app = self._app_ref()
             if app is None:
