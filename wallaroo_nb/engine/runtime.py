@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from array import array
 from typing import Any
 
 from ..keys import default_owners, slot_cache
 from ..metrics import histogram as hg
+from ..metrics.histogram import record_all
 from ..metrics.recorder import Recorder
 from .codec import dumps
 from .watermarks import watermark_steps
@@ -72,7 +74,7 @@ class Runtime:
         self.sink_counts = {s.id: 0 for s in steps if s.kind == "sink"}
         # metrics: per-call timings of user functions, pipeline and worker latency
         self.timing = metrics
-        self.timings: dict = {}  # step id -> (bin counts, [min, max])
+        self.timings: dict = {}  # step id -> call durations (ns) since the last delta
         self.recorder = Recorder()
         self.pipe_hists = [self.recorder.histogram("pipeline", sp.pipeline) for sp in plan.sources]
         self.worker_hist = self.recorder.histogram("worker", "ingress-egress")
@@ -80,30 +82,19 @@ class Runtime:
         self.reported_errors = [0] * len(steps)
         self.reported_window: dict = {}
 
-    def step_timing(self, step_id: int) -> tuple:
-        """The (bin counts, [min, max]) lists a timed user function records into."""
-        if step_id not in self.timings:
-            self.timings[step_id] = ([0] * hg.N_BINS, [1 << 62, 0])
-        return self.timings[step_id]
+    def step_timing(self, step_id: int) -> array:
+        """Where a timed user function appends its call durations (ns): a C array of
+        int64, 8 bytes a call until the next delta bins and empties it."""
+        return self.timings.setdefault(step_id, array("q"))
 
     def metrics_delta(self) -> dict:
         """Everything measured since the last call, in the Recorder's wire format."""
         rec = self.recorder
-        for sid, (counts, mm) in self.timings.items():
-            n = sum(counts)
-            if not n:
-                continue
-            bins, total = [], 0
-            for b, c in enumerate(counts):
-                if c:
-                    bins += (b, c)
-                    lo, hi = hg.bin_bounds(b)
-                    total += c * ((lo + hi) >> 1)
-            # the hot path reads these lists through closures: reset in place
-            counts[:] = [0] * hg.N_BINS
-            wire = {"n": n, "min": mm[0], "max": mm[1], "sum": total, "bins": bins}
-            mm[0], mm[1] = 1 << 62, 0
-            hg.add_wire(rec.histogram("computation", self.plan.steps[sid].name), wire)
+        for sid, durations in self.timings.items():
+            if durations:
+                h = rec.histogram("computation", self.plan.steps[sid].name)
+                record_all(h, durations)
+                del durations[:]  # the hot path holds this array's append: empty it in place
         for i, step in enumerate(self.plan.steps):
             for now, seen, event in ((self.filtered, self.reported_filtered, "filtered"),
                                      (self.error_counts, self.reported_errors, "errors")):

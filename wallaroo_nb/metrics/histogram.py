@@ -90,6 +90,22 @@ def record(h: Histogram, value_ns: int, count: int = 1) -> None:
     h.sum += value_ns * count
 
 
+def record_all(h: Histogram, values: Sequence[int]) -> None:
+    """Add many latencies at once: the workers note call durations in a list on the
+    hot path and bin them here, about once a second."""
+    if not values:
+        return
+    counts, top = h.counts, N_BINS - 1
+    for v in values:
+        if v < _EXACT:
+            counts[v if v > 0 else 0] += 1
+        else:
+            shift = v.bit_length() - (SUB_BITS + 1)
+            b = (shift << SUB_BITS) + (v >> shift)
+            counts[b if b < top else top] += 1
+    _merge_summary(h, len(values), max(0, min(values)), max(values), sum(values))
+
+
 def copy(h: Histogram) -> Histogram:
     """An independent copy of h."""
     out = Histogram()
