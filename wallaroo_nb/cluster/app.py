@@ -8,6 +8,7 @@ by asking the workers, never by blocking the notebook on the data stream.
 from __future__ import annotations
 
 import atexit
+import gc
 import linecache
 import re
 import threading
@@ -460,6 +461,20 @@ def _restore_sources(tb: str, files: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+_FROZE = False
+
+
+def _freeze_once() -> None:
+    """Results reach the driver on a thread that a full garbage collection stops for
+    tens of milliseconds in a big process (a notebook kernel with pandas and bokeh
+    loaded). Objects alive when the first app starts (mostly modules) are moved out
+    of the collector's reach once; reference counting still frees them."""
+    global _FROZE
+    if not _FROZE:
+        _FROZE = True
+        gc.freeze()
+
+
 def run(application: Any, workers: int = 2, on_error: str = "record", metrics: bool = True,
         resilience: bool = False, checkpoint_dir: Optional[str] = None,
         checkpoint_interval: float = 1.0, resume: bool = False) -> App:
@@ -484,6 +499,7 @@ def run(application: Any, workers: int = 2, on_error: str = "record", metrics: b
     opts = Options(on_error=on_error, metrics=metrics, resilience=resilience or resume,
                    checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
                    resume=resume, wallaroo_alias=_wallaroo_alias_active())
+    _freeze_once()
     return App(application, workers, opts)
 
 

@@ -404,14 +404,14 @@ class Driver:
             self.next_checkpoint = time.monotonic() + self.opts.checkpoint_interval
 
     def _on_results(self, w: int, rest: list) -> None:
-        sid, _n = msgpack.unpackb(rest[0])
         self.results_received[w] += 1
-        values = pickle.loads(rest[1])
-        if self.ckpt is not None:
-            # released when its epoch commits; the bytes go to the results log as they are
-            self.uncommitted[w].append((sid, values, rest[1]))
-        else:
-            self._deliver(sid, values)
+        for (sid, _n), payload in zip(msgpack.unpackb(rest[0]), rest[1:]):
+            values = pickle.loads(payload)
+            if self.ckpt is not None:
+                # released when its epoch commits; the bytes go to the results log as they are
+                self.uncommitted[w].append((sid, values, payload))
+            else:
+                self._deliver(sid, values)
 
     def _deliver(self, sid: int, values: list) -> None:
         try:

@@ -11,6 +11,7 @@ how a fast source slows down instead of growing memory.
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import pickle
@@ -34,11 +35,34 @@ from .watermarks import NEG_INF, Table, advance, channels
 CHUNK = 1024  # max values read from a source per loop turn
 FRAMES_PER_TURN = 16  # max peer frames handled per loop turn (fairness with sources)
 OUTBOX_LIMIT = 8  # frames waiting for one peer before sources pause
+GROUPS_PER_FRAME = 16  # batches coalesced into one waiting frame, at most
 HWM = 16  # zmq high-water mark, in frames, on every data and control socket
 IDLE_POLL_MS = 100
 MARKER_INTERVAL_S = 0.005  # at most this often a source's watermark marker goes out
 PARENT_CHECK_S = 0.25
 DRIVER_SILENCE_S = 10.0  # no word from the driver this long: it is gone
+
+
+class ResultsMessage:
+    """Output batches for the driver's sinks, sent as one message: [b"results",
+    msgpack [[sink step, count], ...], payload, payload, ...]."""
+
+    __slots__ = ("heads", "payloads")
+
+    def __init__(self) -> None:
+        self.heads: list = []
+        self.payloads: list = []
+
+    @property
+    def full(self) -> bool:
+        return len(self.payloads) >= GROUPS_PER_FRAME
+
+    def add(self, sid: int, n: int, payload: bytes) -> None:
+        self.heads.append((sid, n))
+        self.payloads.append(payload)
+
+    def frames(self) -> list:
+        return [b"results", msgpack.packb(self.heads), *self.payloads]
 
 
 class SourceRun:
@@ -169,6 +193,9 @@ class Worker:
     def run(self) -> None:
         start = self.handshake()
         self.setup(start)
+        # everything loaded so far (modules, the plan, user code) lives as long as the
+        # worker: keep the cyclic collector's full passes from walking it again and again
+        gc.freeze()
         self.ctl.send_multipart([b"ready"])
         self.wait_go()
         next_check = time.monotonic() + PARENT_CHECK_S
@@ -381,16 +408,30 @@ class Worker:
                         self.mark(d, src, wm)
 
     def flush(self) -> None:
-        """Frame what seal() produced and hand it to zmq without blocking."""
+        """Frame what seal() produced and hand it to zmq without blocking.
+
+        While a peer (or the driver) is slow, what waits is coalesced into the frame
+        already waiting: under pressure batches grow instead of frames piling up."""
         rt = self.rt
         for w, groups in enumerate(rt.out_groups):
             if groups:
-                self.outbox[w].append(msgpack.packb([self.me, groups]))
+                q = self.outbox[w]
+                if q and len(q[-1]) + len(groups) <= GROUPS_PER_FRAME:
+                    q[-1].extend(groups)
+                else:
+                    q.append(groups)
                 rt.out_groups[w] = []
         if rt.out_results:
+            out = self.driver_out
+            last = out[-1] if out else None
+            if not isinstance(last, ResultsMessage) or last.full:
+                last = ResultsMessage()
+                out.append(last)
             for sid, payload, n in rt.out_results:
-                self.driver_out.append([b"results", msgpack.packb([sid, n]), payload])
-                self.results_sent += 1
+                if last.full:
+                    last = ResultsMessage()
+                    out.append(last)
+                last.add(sid, n, payload)
             rt.out_results = []
         if rt.errors:
             self.driver_out.append([b"errors", pickle.dumps(rt.errors)])
@@ -399,18 +440,22 @@ class Worker:
             sock = self.peers[w]
             while q:
                 try:
-                    sock.send(q[0], zmq.NOBLOCK)
+                    sock.send(msgpack.packb([self.me, q[0]]), zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 q.popleft()
                 self.sent[w] += 1
         q = self.driver_out
         while q:
+            item = q[0]
+            is_results = isinstance(item, ResultsMessage)
             try:
-                self.ctl.send_multipart(q[0], zmq.NOBLOCK)
+                self.ctl.send_multipart(item.frames() if is_results else item, zmq.NOBLOCK)
             except zmq.Again:
                 break
             q.popleft()
+            if is_results:
+                self.results_sent += 1
 
     def flush_sinks(self) -> None:
         for sink in self.rt.sinks.values():
