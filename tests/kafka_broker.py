@@ -154,3 +154,23 @@ def kafka_broker_fixture():
         _shared = start_broker()
     yield _shared
     _shared.stop()
+
+
+def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 60.0) -> list:
+    """Every message value (str) of ``topic``: at least ``want`` of them, then read on
+    until the topic has been quiet for a second (never trust the broker's watermark)."""
+    from wallaroo_nb.connectors.kafka import KafkaSourceConfig
+
+    src = KafkaSourceConfig(topic, bootstrap, decoder=bytes.decode).make_source()
+    src.open(0)
+    out, deadline, quiet = [], time.monotonic() + timeout, 0
+    try:
+        while time.monotonic() < deadline and (len(out) < want or quiet < 20):
+            got = src.read(5000)
+            out += got
+            quiet = 0 if got else quiet + 1
+            if not got:
+                time.sleep(0.05)
+    finally:
+        src.close()
+    return out

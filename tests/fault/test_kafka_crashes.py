@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for kafka_broker
 from faults import run_crashes  # noqa: E402
-from kafka_broker import kafka_broker_fixture  # noqa: E402,F401 (registers the fixture)
+from kafka_broker import kafka_broker_fixture, read_topic  # noqa: E402,F401 (registers the fixture)
 
 import wallaroo_nb as w  # noqa: E402
 from wallaroo_nb.connectors.kafka import KafkaSinkConfig, KafkaSourceConfig  # noqa: E402
@@ -76,22 +76,6 @@ def produce_all(bootstrap, topic, items, encoder):
     assert sink.stats()["delivered"] == len(items), sink.drain_errors()
 
 
-def consume_all(bootstrap, topic, want, timeout=60):
-    src = KafkaSourceConfig(topic, bootstrap, decoder=bytes.decode).make_source()
-    src.open(0)
-    out, deadline, quiet = [], time.monotonic() + timeout, 0
-    try:
-        while time.monotonic() < deadline and (len(out) < want or quiet < 20):
-            got = src.read(5000)
-            out += got
-            quiet = 0 if got else quiet + 1
-            if not got:
-                time.sleep(0.05)
-    finally:
-        src.close()
-    return out
-
-
 def test_kafka_source_replays_exactly_after_kills(start, tmp_path, kafka_broker):
     t_in = kafka_broker.create_topic(partitions=PARTITIONS)
     t_out = kafka_broker.create_topic(partitions=PARTITIONS)
@@ -119,7 +103,7 @@ def test_kafka_source_replays_exactly_after_kills(start, tmp_path, kafka_broker)
     assert dict(got) == expected, log
     assert sum(e.startswith("recovered") for _, e in app.events()) >= 2, app.events()
 
-    written = consume_all(kafka_broker.bootstrap, t_out, N)
+    written = read_topic(kafka_broker.bootstrap, t_out, N)
     in_kafka = collections.defaultdict(list)
     for s in written:  # one partition per key: the topic keeps each key's order
         k, total = s.split(",")

@@ -2,15 +2,14 @@
 commit, and restore after a crash that came before or after the commit's delivery."""
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the fixture module
-from kafka_broker import kafka_broker_fixture  # noqa: E402,F401 (registers the fixture)
+from kafka_broker import kafka_broker_fixture, read_topic  # noqa: E402,F401 (registers the fixture)
 
-from wallaroo_nb.connectors.kafka import KafkaSinkConfig, KafkaSourceConfig  # noqa: E402
+from wallaroo_nb.connectors.kafka import KafkaSinkConfig  # noqa: E402
 
 pytest.importorskip("confluent_kafka")
 pytestmark = pytest.mark.timeout(60)
@@ -27,20 +26,8 @@ def sink_for(broker, topic, worker=0):
     return s
 
 
-def read_all(broker, topic, want, timeout=20):
-    src = KafkaSourceConfig(topic, broker.bootstrap, decoder=bytes.decode).make_source()
-    src.open(0)
-    out, deadline, quiet = [], time.monotonic() + timeout, 0
-    try:
-        while time.monotonic() < deadline and (len(out) < want or quiet < 10):
-            got = src.read(1000)
-            out += got
-            quiet = 0 if got else quiet + 1
-            if not got:
-                time.sleep(0.05)
-    finally:
-        src.close()
-    return out
+def read_all(broker, topic, want):
+    return read_topic(broker.bootstrap, topic, want, timeout=20)
 
 
 def test_outputs_wait_for_their_commit(kafka_broker):
