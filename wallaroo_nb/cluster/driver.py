@@ -145,6 +145,8 @@ class Driver:
         self.force_checkpoint = False
         self.next_checkpoint = time.monotonic() + self.opts.checkpoint_interval
         self.commit_cond = threading.Condition()
+        self.commit_thread: Optional[threading.Thread] = None
+        self.commit_notices: list = []
         self.checkpoint_times: list = []  # seconds from start to commit, per epoch
         if not self.opts.resilience:
             return
@@ -339,6 +341,7 @@ class Driver:
             tb = traceback.format_exc()
             self._fail(WorkerFailure(f"driver I/O thread crashed: {tb.strip().splitlines()[-1]}\n{tb}"))
         finally:
+            self._wait_commit()
             self._reap(kill=True)
             for r in list(self.pending.values()):
                 r.cancel(RuntimeError("the app stopped"))
@@ -457,7 +460,9 @@ class Driver:
     # -- checkpoints: epochs ------------------------------------------------------------------
 
     def _drive_checkpoints(self, now: float) -> None:
-        if not self.ready.is_set():
+        self._send_commit_notices()
+        if not self.ready.is_set() or (self.commit_thread is not None
+                                       and self.commit_thread.is_alive()):
             return
         if self.in_flight is None:
             if now >= self.next_checkpoint or self.force_checkpoint:
@@ -481,21 +486,47 @@ class Driver:
             self.next_checkpoint = now + self.opts.checkpoint_interval
 
     def _commit(self) -> None:
+        """Every worker acknowledged: commit on a thread of its own, so that the I/O
+        thread keeps draining the workers while the results log is written and the
+        results are handed over (one commit at a time: in_flight stays set)."""
         epoch = self.in_flight
         batches = [b for w in range(self.n) for b in self.acked_batches[w]]
-        persisted = [(sid, payload) for sid, _values, payload in batches
-                     if getattr(self.plan.steps[sid].sink, "fn", None) is None]
-        manifest = self.ckpt.commit(epoch, [self.acks[w] for w in range(self.n)], persisted)
-        for i in range(self.n):  # exactly-once sinks on the workers may deliver now
-            self._send(i, [b"commit", msgpack.packb(epoch)])
-        for sid, values, _payload in batches:  # before anyone hears of the commit
-            self._deliver(sid, values)
+        acks = [self.acks[w] for w in range(self.n)]
+        self.commit_thread = threading.Thread(
+            target=self._write_commit, args=(epoch, acks, batches), daemon=True,
+            name="wallaroo_nb-commit")
+        self.commit_thread.start()
+
+    def _write_commit(self, epoch: int, acks: list, batches: list) -> None:
+        try:
+            persisted = [(sid, payload) for sid, _values, payload in batches
+                         if getattr(self.plan.steps[sid].sink, "fn", None) is None]
+            manifest = self.ckpt.commit(epoch, acks, persisted)
+            for sid, values, _payload in batches:  # before anyone hears of the commit
+                self._deliver(sid, values)
+        except Exception as e:
+            self._fail(WorkerFailure(f"committing checkpoint {epoch} failed: {e}\n"
+                                     f"{traceback.format_exc()}"))
+            return
         with self.commit_cond:
             self.committed = manifest
-            self.in_flight = None
             self.checkpoint_times.append(time.monotonic() - self.epoch_started)
+            self.in_flight = None
+            self.commit_notices.append(epoch)
             self.commit_cond.notify_all()
         self.next_checkpoint = time.monotonic() + self.opts.checkpoint_interval
+        self._wake()  # the I/O thread tells the workers (their exactly-once sinks deliver)
+
+    def _send_commit_notices(self) -> None:
+        while self.commit_notices:
+            epoch = self.commit_notices.pop(0)
+            for i in range(self.n):
+                self._send(i, [b"commit", msgpack.packb(epoch)])
+
+    def _wait_commit(self) -> None:
+        t = self.commit_thread
+        if t is not None and t.is_alive() and threading.current_thread() is not t:
+            t.join(CHECKPOINT_TIMEOUT_S)
 
     # -- failures and recovery ------------------------------------------------------------------
 
@@ -515,6 +546,7 @@ class Driver:
 
     def _recover(self, reason: str) -> None:
         self.recovery_started = time.monotonic()
+        self._wait_commit()  # a commit under way decides the epoch to restore from
         self.cb.event(f"{reason}; restarting every worker from {describe(self.committed)}")
         for p in self.procs:
             if p.poll() is None:
