@@ -15,7 +15,8 @@ from typing import Any, Callable
 from .watermarks import advance
 
 
-def _emitter(feeds: list) -> Callable[[Any], None]:
+def fan_out(feeds: list) -> Callable[[Any], None]:
+    """One feed calling each of ``feeds`` in turn (the feed itself when there is one)."""
     if len(feeds) == 1:
         return feeds[0]
 
@@ -36,7 +37,7 @@ def build(rt: Any) -> tuple[list, list]:
         if step.kind == "sink":
             entry[step.id] = rt.sink_buffers[step.id].append
             continue
-        emit = _emitter([entry[c] for c in step.children])
+        emit = fan_out([entry[c] for c in step.children])
         make = _MAKERS[step.kind]
         entry[step.id], remote[step.id] = make(step, emit, rt)
     return entry, remote

@@ -28,8 +28,9 @@ import zmq
 from ..plan import reached_keyed
 from .codec import dumps, dumps_by_value, from_plain_state, plain_state
 from .epochs import Aligner, read_checked, write_atomic
+from .ops import OPS
 from .runtime import GROUP_BARRIER, GROUP_DATA, GROUP_WATERMARK, Runtime
-from .steps import build
+from .steps import build, fan_out
 from .watermarks import NEG_INF, Table, advance, channels
 
 CHUNK = 1024  # max values read from a source per loop turn
@@ -140,7 +141,7 @@ class Worker:
         for sp in plan.sources:
             if start["assign"][sp.id] == self.me:
                 kids = [self.entry[c] for c in sp.children]
-                feed = kids[0] if len(kids) == 1 else _fan_out(kids)
+                feed = fan_out(kids)
                 run = SourceRun(sp, feed)
                 run.source.open(self.me)
                 self.sources.append(run)
@@ -641,98 +642,11 @@ class Worker:
         self.ctl.send_multipart([b"bye"])
 
 
-def _fan_out(feeds: list) -> Any:
-    def feed(v: Any) -> None:
-        for f in feeds:
-            f(v)
-
-    return feed
-
-
 def _quietly(fn: Any) -> None:
     try:
         fn()
     except Exception:
         traceback.print_exc()
-
-
-# -- control operations (the driver's requests) ------------------------------------
-
-
-def op_status(w: Worker) -> dict:
-    rt = w.rt
-    return {
-        "sources": {r.id: (r.done, r.count) for r in w.sources},
-        "sent": list(w.sent),
-        "recv": list(w.recv),
-        "results_sent": w.results_sent,
-        "idle": not (any(w.outbox) or w.driver_out or w.aligner.busy),
-        "halted": rt.halted,
-        "filtered": {rt.plan.steps[i].name: n for i, n in enumerate(rt.filtered) if n},
-        "errors": {rt.plan.steps[i].name: n for i, n in enumerate(rt.error_counts) if n},
-        "sink_counts": dict(rt.sink_counts),
-        "connectors": {name: conn.stats() for name, conn in w.connectors},
-    }
-
-
-def op_state(w: Worker, step: str) -> bytes:
-    rt = w.rt
-    s = rt.plan.step_named(step)
-    if s.kind == "window":
-        rows = rt.windows[s.id].state_rows()
-    elif s.kind in ("state", "state_multi"):
-        rows = [(k, _fields(v)) for k, v in rt.states[s.id].items()]
-    else:
-        raise ValueError(f"step {step!r} is a {s.kind} step and has no state")
-    return dumps_by_value({"kind": s.kind, "rows": rows, "worker": w.me})
-
-
-def op_trigger(w: Worker, step: str, key: Any = None) -> int:
-    """Close event windows now (every key, or one): ordered with the data because the
-    worker handles it between two chunks."""
-    rt = w.rt
-    s = rt.plan.step_named(step)
-    runner = rt.windows.get(s.id)
-    if runner is None:
-        raise ValueError(f"step {step!r} is not a window step")
-    if key is not None and key not in runner.keys():
-        return 0
-    ctx = rt.ctx
-    ctx.src = next((sp.id for sp in rt.plan.sources if sp.pipeline == s.pipeline), 0)
-    ctx.sender, ctx.ts = w.me, time.time_ns()
-    ctx.arrived = ctx.ts
-    # the outputs carry the step's own watermark (and that as their event time), so a
-    # range window downstream neither runs ahead nor finds them late
-    table = rt.wm_tables.get(s.id)
-    wm = table.current if table is not None else NEG_INF
-    ctx.wm = wm
-    ctx.et = int(wm) if math.isfinite(wm) else ctx.ts
-    outs = runner.on_trigger(key)
-    rt.emit_window_outputs(s, outs, wm)
-    rt.seal()
-    return len(outs)
-
-
-def op_update(w: Worker, step: str, fn: bytes) -> str:
-    """Hot reload: swap a step's function between two chunks; state stays as it is."""
-    rt = w.rt
-    s = rt.plan.step_named(step)
-    s.fn = cloudpickle.loads(fn)
-    w.entry, w.remote = build(rt)
-    for run in w.sources:
-        kids = [w.entry[c] for c in run.sp.children]
-        run.feed = kids[0] if len(kids) == 1 else _fan_out(kids)
-    return s.name
-
-
-def _fields(st: Any) -> dict:
-    try:
-        return dict(plain_state(st))
-    except TypeError:
-        return {"state": st}
-
-
-OPS = {"status": op_status, "state": op_state, "trigger": op_trigger, "update": op_update}
 
 
 def main(argv: list | None = None) -> None:
