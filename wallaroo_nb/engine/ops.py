@@ -5,7 +5,6 @@ the request's keyword arguments and returns plain, picklable data."""
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import cloudpickle
@@ -54,9 +53,7 @@ def op_trigger(w: Any, step: str, key: Any = None) -> int:
     if key is not None and key not in runner.keys():
         return 0
     ctx = rt.ctx
-    ctx.src = next((sp.id for sp in rt.plan.sources if sp.pipeline == s.pipeline), 0)
-    ctx.sender, ctx.ts = w.me, time.time_ns()
-    ctx.arrived = ctx.ts
+    rt.stamp_internal(next((sp.id for sp in rt.plan.sources if sp.pipeline == s.pipeline), 0))
     # the outputs carry the step's own watermark (and that as their event time), so a
     # range window downstream neither runs ahead nor finds them late
     table = rt.wm_tables.get(s.id)

@@ -122,16 +122,33 @@ class Runtime:
         """An error outside any step (a source, its decoder, its event_time)."""
         self._record(name, where, "", value, exc)
 
+    def connector_error(self, name: str, record: dict) -> None:
+        """An error a source or sink logged itself (see Source.drain_errors)."""
+        fields = ("where", "input", "error", "traceback")
+        self._keep({"step": record.get("step") or name, "key": "",
+                    **{k: record.get(k, "") for k in fields},
+                    "worker": self.me, "time": record.get("time", time.time())})
+
     def _record(self, name: str, where: str, key: str, value: Any, exc: BaseException) -> None:
+        self._keep({
+            "step": name, "where": where, "key": key, "input": _short_repr(value),
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            "worker": self.me, "time": time.time(),
+        })
+
+    def _keep(self, record: dict) -> None:
         if len(self.errors) < MAX_ERRORS_KEPT:  # all are counted; this many are kept
-            self.errors.append({
-                "step": name, "where": where, "key": key, "input": _short_repr(value),
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-                "worker": self.me, "time": time.time(),
-            })
+            self.errors.append(record)
         if self.error_mode == "stop":
             self.halted = True
+
+    def stamp_internal(self, src: int) -> None:
+        """Set the context for values the engine itself emits (fired windows): they
+        enter the pipeline now, on this worker, on behalf of source ``src``."""
+        ctx = self.ctx
+        ctx.src, ctx.sender = src, self.me
+        ctx.ts = ctx.arrived = time.time_ns()
 
     def emit_window_outputs(self, step: Any, outs: Any, wm: float) -> None:
         """Send fired windows downstream; each output carries its window's event time

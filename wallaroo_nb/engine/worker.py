@@ -99,13 +99,17 @@ class Worker:
 
     # -- startup ---------------------------------------------------------------------
 
+    def next_control(self) -> list:
+        """Block for the driver's next message, checking all the while that it lives."""
+        while not self.ctl.poll(int(PARENT_CHECK_S * 1000)):
+            self.check_parent()
+        self.last_driver = time.monotonic()
+        return self.ctl.recv_multipart()
+
     def handshake(self) -> dict:
         self.ctl.send_multipart([b"hello", msgpack.packb({"pid": os.getpid()})])
         while True:
-            if not self.ctl.poll(int(PARENT_CHECK_S * 1000)):
-                self.check_parent()
-                continue
-            kind, *rest = self.ctl.recv_multipart()
+            kind, *rest = self.next_control()
             if kind == b"plan":
                 return pickle.loads(rest[0])
             if kind == b"stop":
@@ -225,11 +229,7 @@ class Worker:
 
     def wait_go(self) -> None:
         while True:
-            if not self.ctl.poll(int(PARENT_CHECK_S * 1000)):
-                self.check_parent()
-                continue
-            kind, *rest = self.ctl.recv_multipart()
-            self.last_driver = time.monotonic()
+            kind, *rest = self.next_control()
             if kind == b"go":
                 return
             if kind == b"stop":
@@ -369,9 +369,7 @@ class Worker:
         new = table.observe(src, channel, wm)
         runner = self.rt.windows.get(step)
         if new is not None and runner is not None:
-            ctx = self.rt.ctx
-            ctx.src, ctx.sender, ctx.ts = src, self.me, time.time_ns()
-            ctx.arrived = ctx.ts
+            self.rt.stamp_internal(src)
             self.rt.emit_window_outputs(self.rt.plan.steps[step], advance(runner, new), before)
             self.rt.seal()
 
@@ -472,12 +470,7 @@ class Worker:
         rt = self.rt
         for name, conn in self.connectors:
             for e in conn.drain_errors():
-                if len(rt.errors) < 1000:
-                    rt.errors.append({"key": "", "worker": self.me, "step": e.get("step") or name,
-                                      **{k: e.get(k, "") for k in
-                                         ("where", "input", "error", "traceback", "time")}})
-                if rt.error_mode == "stop":
-                    rt.halted = True
+                rt.connector_error(name, e)
             stats = conn.stats()
             seen = self.reported_stats.setdefault(name, {})
             for key, value in stats.items():

@@ -17,8 +17,6 @@ import time
 from .histogram import Histogram, record, to_wire
 
 CATEGORIES = ("computation", "pipeline", "worker")
-# Event names with a conventional meaning; any other str is accepted too.
-EVENTS = ("late", "dropped", "filtered", "errors")
 SEND_INTERVAL = 1.0  # seconds between deltas
 
 

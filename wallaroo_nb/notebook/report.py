@@ -27,7 +27,6 @@ PERCENTILES = (  # column, legend, colour
     ("p9999_us", "p99.99", "#9467bd"),
 )
 HISTORY_KEYS = ("time", "rate", *(c for c, _, _ in PERCENTILES))
-BINS_KEYS = ("bin", "percent", "count")
 MIN_PLOT_US = 0.001  # 1 ns: the log axis cannot show 0
 WIDTH = 760
 
