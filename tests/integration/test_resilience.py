@@ -6,19 +6,9 @@ import glob
 import os
 
 import pytest
+from apps import running_sum
 
 import wallaroo_nb as w
-
-
-class Total:
-    def __init__(self):
-        self.total = 0
-
-
-@w.state_computation("running sum", state=Total)
-def running_sum(e, st):
-    st.total += e[1]
-    return (e[0], st.total)
 
 
 @pytest.mark.parametrize("rep", range(3))
