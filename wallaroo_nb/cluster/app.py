@@ -516,7 +516,7 @@ def _warn_unreplayable(plan: Any, opts: Options, event: Any) -> None:
     import warnings
 
     for sp in plan.sources:
-        if not getattr(sp.config, "replayable", True):
+        if not sp.config.replayable:  # SourceConfig says False unless the connector can seek
             msg = (f"source {sp.name!r} cannot replay: after a crash, messages it delivered "
                    "since the last checkpoint are lost (at most once for that source)")
             warnings.warn(msg, stacklevel=3)
