@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from array import array
-from typing import Any
+from typing import Any, Callable
 
 from ..keys import default_owners, slot_cache
 from ..metrics import histogram as hg
 from ..metrics.histogram import record_all
 from ..metrics.recorder import Recorder
 from .codec import dumps
+from .timing import Timer, durations
 from .watermarks import watermark_steps
 
 GROUP_DATA = 0  # (0, step, source, ingest ts, event times | None, watermarks | None, values)
@@ -74,7 +74,9 @@ class Runtime:
         self.sink_counts = {s.id: 0 for s in steps if s.kind == "sink"}
         # metrics: per-call timings of user functions, pipeline and worker latency
         self.timing = metrics
-        self.timings: dict = {}  # step id -> call durations (ns) since the last delta
+        if metrics:  # record_all bins with numpy: import it now, not a second into the run
+            import numpy  # noqa: F401
+        self.timers: dict = {}  # step id -> Timer of its user function
         self.recorder = Recorder()
         self.pipe_hists = [self.recorder.histogram("pipeline", sp.pipeline) for sp in plan.sources]
         self.worker_hist = self.recorder.histogram("worker", "ingress-egress")
@@ -82,19 +84,23 @@ class Runtime:
         self.reported_errors = [0] * len(steps)
         self.reported_window: dict = {}
 
-    def step_timing(self, step_id: int) -> array:
-        """Where a timed user function appends its call durations (ns): a C array of
-        int64, 8 bytes a call until the next delta bins and empties it."""
-        return self.timings.setdefault(step_id, array("q"))
+    def step_timer(self, step_id: int, fn: Callable) -> Timer:
+        """``fn`` timed per call; one Timer per step, so a hot reload (a new ``fn``)
+        keeps the durations noted before it."""
+        timer = self.timers.get(step_id)
+        if timer is None:
+            timer = self.timers[step_id] = Timer(fn)
+        else:
+            timer.fn = fn
+        return timer
 
     def metrics_delta(self) -> dict:
         """Everything measured since the last call, in the Recorder's wire format."""
         rec = self.recorder
-        for sid, durations in self.timings.items():
-            if durations:
+        for sid, timer in self.timers.items():
+            if timer.pending:
                 h = rec.histogram("computation", self.plan.steps[sid].name)
-                record_all(h, durations)
-                del durations[:]  # the hot path holds this array's append: empty it in place
+                record_all(h, durations(timer))
         for i, step in enumerate(self.plan.steps):
             for now, seen, event in ((self.filtered, self.reported_filtered, "filtered"),
                                      (self.error_counts, self.reported_errors, "errors")):

@@ -9,7 +9,6 @@ pending list, which the runtime ships at the end of the chunk.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 from .watermarks import advance
@@ -43,38 +42,13 @@ def build(rt: Any) -> tuple[list, list]:
     return entry, remote
 
 
-def timed(fn: Callable, arity: int, durations: Any) -> Callable:
-    """``fn`` wrapped to note how long every call takes (ns) in ``durations``;
-    the runtime bins them into the latency histogram about once a second."""
-    clock = time.monotonic_ns  # the same clock as perf_counter on Linux, at half the call cost
-    note = durations.append
-
-    if arity == 1:
-        def call1(v: Any) -> Any:
-            t0 = clock()
-            try:
-                return fn(v)
-            finally:  # calls that raise are timed too
-                note(clock() - t0)
-        return call1
-
-    def call2(v: Any, s: Any) -> Any:
-        t0 = clock()
-        try:
-            return fn(v, s)
-        finally:
-            note(clock() - t0)
-    return call2
-
-
-def _user_fn(step: Any, rt: Any, arity: int) -> Callable:
-    if not rt.timing:
-        return step.fn
-    return timed(step.fn, arity, rt.step_timing(step.id))
+def _user_fn(step: Any, rt: Any) -> Callable:
+    """The step's function, timed per call when metrics are on (see timing.py)."""
+    return rt.step_timer(step.id, step.fn) if rt.timing else step.fn
 
 
 def _make_map(step: Any, emit: Callable, rt: Any) -> tuple:
-    f, on_error, filtered, i = _user_fn(step, rt, 1), rt.on_error, rt.filtered, step.id
+    f, on_error, filtered, i = _user_fn(step, rt), rt.on_error, rt.filtered, step.id
 
     def feed(v: Any) -> None:
         try:
@@ -91,7 +65,7 @@ def _make_map(step: Any, emit: Callable, rt: Any) -> tuple:
 
 
 def _make_multi(step: Any, emit: Callable, rt: Any) -> tuple:
-    f, on_error, filtered, i = _user_fn(step, rt, 1), rt.on_error, rt.filtered, step.id
+    f, on_error, filtered, i = _user_fn(step, rt), rt.on_error, rt.filtered, step.id
 
     def feed(v: Any) -> None:
         try:
@@ -158,7 +132,7 @@ def _keyed(step: Any, run: Callable, rt: Any) -> tuple:
 
 
 def _make_state(step: Any, emit: Callable, rt: Any) -> tuple:
-    f, cls, on_error, filtered, i = (_user_fn(step, rt, 2), step.state_cls, rt.on_error,
+    f, cls, on_error, filtered, i = (_user_fn(step, rt), step.state_cls, rt.on_error,
                                      rt.filtered, step.id)
     states = rt.states[step.id]
     multi = step.kind == "state_multi"
