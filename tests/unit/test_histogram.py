@@ -1,7 +1,6 @@
 """The log-linear histogram: bin layout, error bound against exact percentiles, laws."""
 
 import math
-from array import array
 
 import msgpack
 import pytest
@@ -89,28 +88,6 @@ def test_recording_a_run_equals_recording_each_message(runs):
         for _ in range(n):
             hg.record(one_by_one, v)
     assert by_run == one_by_one
-
-
-@settings(deadline=None)
-@given(samples, st.sampled_from([1, 2, 5000]))
-def test_record_all_bins_a_list_and_an_int64_array_like_record(values, repeat):
-    """The workers' once-a-second binning (numpy for int64 arrays, Python for lists)
-    puts every value where `record` does."""
-    values = values * repeat
-    expected = hist_of(values)
-    from_list, from_array = hg.Histogram(), hg.Histogram()
-    hg.record_all(from_list, values)
-    hg.record_all(from_array, array("q", values))
-    assert from_list == expected
-    assert from_array == expected
-
-
-def test_record_all_of_an_array_spanning_several_numpy_slices():
-    values = list(range(0, 10**7, 97)) + [2**42 - 1, 2**42, 2**50]  # 103,096 values
-    assert len(values) > 3 * hg._SLICE
-    h = hg.Histogram()
-    hg.record_all(h, array("q", values))
-    assert h == hist_of(values)
 
 
 def test_small_values_are_exact_and_empty_is_nan():

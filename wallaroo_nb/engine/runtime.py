@@ -15,10 +15,9 @@ from typing import Any, Callable
 
 from ..keys import default_owners, slot_cache
 from ..metrics import histogram as hg
-from ..metrics.histogram import record_all
 from ..metrics.recorder import Recorder
 from .codec import dumps
-from .timing import Timer, durations
+from .timing import Timer
 from .watermarks import watermark_steps
 
 GROUP_DATA = 0  # (0, step, source, ingest ts, event times | None, watermarks | None, values)
@@ -74,8 +73,6 @@ class Runtime:
         self.sink_counts = {s.id: 0 for s in steps if s.kind == "sink"}
         # metrics: per-call timings of user functions, pipeline and worker latency
         self.timing = metrics
-        if metrics:  # record_all bins with numpy: import it now, not a second into the run
-            import numpy  # noqa: F401
         self.timers: dict = {}  # step id -> Timer of its user function
         self.recorder = Recorder()
         self.pipe_hists = [self.recorder.histogram("pipeline", sp.pipeline) for sp in plan.sources]
@@ -99,8 +96,7 @@ class Runtime:
         rec = self.recorder
         for sid, timer in self.timers.items():
             if timer.pending:
-                h = rec.histogram("computation", self.plan.steps[sid].name)
-                record_all(h, durations(timer))
+                hg.add_wire(rec.histogram("computation", self.plan.steps[sid].name), timer.take())
         for i, step in enumerate(self.plan.steps):
             for now, seen, event in ((self.filtered, self.reported_filtered, "filtered"),
                                      (self.error_counts, self.reported_errors, "errors")):

@@ -10,14 +10,12 @@ reported percentile is within 1/16 = 6.25% of the true sample percentile
 There are N_BINS = 320 bins, covering 0 ns .. 2**42 ns (about 73 minutes);
 larger values land in the last bin (max stays exact, but the error bound
 only holds below 2**42 ns). Negative values (clock
-skew) count as 0. Standard library only, but for numpy binning int64 arrays in
-`record_all` (imported when first used).
+skew) count as 0. Standard library only: workers import this module.
 """
 
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Iterable, Sequence
 
 SUB_BITS = 3
@@ -90,54 +88,6 @@ def record(h: Histogram, value_ns: int, count: int = 1) -> None:
         h.max = value_ns
     h.count += count
     h.sum += value_ns * count
-
-
-def record_all(h: Histogram, values: Sequence[int]) -> None:
-    """Add many latencies at once: the workers note call durations on the hot path
-    and bin them here, about once a second. An int64 ``array('q')`` is binned by
-    numpy in C (about 10 ns a value instead of 100); anything else in Python."""
-    if not values:
-        return
-    if isinstance(values, array) and values.typecode == "q":
-        counts, mn, mx, total = _bin_int64(values)
-        h.counts = [a + b for a, b in zip(h.counts, counts)]
-        _merge_summary(h, len(values), max(0, mn), mx, total)
-        return
-    counts, top = h.counts, N_BINS - 1
-    for v in values:
-        if v < _EXACT:
-            counts[v if v > 0 else 0] += 1
-        else:
-            shift = v.bit_length() - (SUB_BITS + 1)
-            b = (shift << SUB_BITS) + (v >> shift)
-            counts[b if b < top else top] += 1
-    _merge_summary(h, len(values), max(0, min(values)), max(values), sum(values))
-
-
-_SLICE = 1 << 15  # values binned per numpy pass: temporaries stay in cache, no page faults
-
-
-def _bin_int64(values: array) -> tuple[list[int], int, int, int]:
-    """(bin counts, min, max, sum) of an int64 array, the same bins as `bin_of`.
-
-    frexp's exponent of v > 0 is v.bit_length(), so a value's bin is
-    (shift << SUB_BITS) + (v >> shift) with shift = max(bit_length - 4, 0): for
-    v < 16 the shift is 0 and the bin is v itself, as in `bin_of`.
-    """
-    import numpy as np  # numpy comes with pandas; imported here so that the module stays light
-
-    x = np.frombuffer(values, dtype=np.int64)  # no copy
-    counts = np.zeros(N_BINS, dtype=np.int64)
-    for start in range(0, len(x), _SLICE):
-        v = np.maximum(x[start:start + _SLICE], 0)
-        shift = np.frexp(v.astype(np.float64))[1].astype(np.int64)
-        shift -= SUB_BITS + 1
-        np.maximum(shift, 0, out=shift)
-        b = np.right_shift(v, shift)
-        b += shift << SUB_BITS
-        np.minimum(b, N_BINS - 1, out=b)
-        counts += np.bincount(b, minlength=N_BINS)
-    return counts.tolist(), int(x.min()), int(x.max()), int(x.sum())
 
 
 def copy(h: Histogram) -> Histogram:
