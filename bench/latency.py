@@ -4,17 +4,22 @@ A user-defined source paces events at --rate events/s and stamps each message
 with two times: when it was *due* (t0 + i/rate; t0 = the first read, after the
 workers are up) and when the worker *read* it (time.time_ns() inside read()).
 Messages go through key_by + a keyed state step on --workers workers (with 2,
-about half cross to the other worker) into a CallbackSinkConfig, which notes
-time.time_ns() in the driver as each batch arrives. So the independent figures
-end in the driver and include the worker -> driver hop (ZeroMQ, unpickling, the
-driver's I/O thread); the engine's own `app.metrics()` pipeline row (worker
-"all", printed beside them) ends at the sink step *on the worker*.
+about half cross to the other worker) into two sinks: a sink on the worker that
+owns the key (StampSink, which notes time.time_ns() as it writes each batch,
+where a TCP or Kafka sink would send it: the end of the pipeline as in Wallaroo
+or Bytewax), and a CallbackSinkConfig, which notes time.time_ns() in the driver
+as each batch arrives, one more ZeroMQ hop later (plus unpickling and the
+driver's I/O thread). The engine's own `app.metrics()` pipeline row (worker
+"all", printed beside them) ends at the sink step on the worker.
 
 Lines per rate:
+  read -> sink on worker  from read() to the worker's sink, every event
   read -> driver          from read() to the driver callback, every event
   read -> driver, steady  the same without the first --warmup seconds of events
   due -> driver           from the scheduled time: adds how late the source was read
   engine                  app.metrics(): ingest at the source -> sink step on the worker
+  one ZeroMQ hop          a baseline: one message between two Python processes over
+                          ipc:// (DEALER -> ROUTER, same pace), no engine at all
 Also printed: run-queue wait (time runnable but not running, from /proc schedstat)
 per process, to tell CPU contention on a shared machine from the engine's own cost.
 
@@ -25,8 +30,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import tempfile
 import time
+from array import array
 
 import numpy as np
 
@@ -76,6 +84,41 @@ class StampedSourceConfig(w.SourceConfig):
         return StampedSource(self.n, self.rate)
 
 
+class StampSink(w.Sink):
+    """Notes, for every message it writes, the ns since the source read it; the
+    worker's array goes to ``pattern.format(worker=N)`` when the worker stops."""
+
+    def __init__(self, pattern: str):
+        self.pattern, self.lat = pattern, array("q")
+
+    def open(self, worker: int) -> None:
+        self.path = self.pattern.format(worker=worker)
+
+    def write(self, batch: list) -> None:
+        now = time.time_ns()
+        self.lat.extend(now - m[3] for m in batch)
+
+    def close(self) -> None:
+        with open(self.path, "wb") as f:
+            self.lat.tofile(f)
+
+
+class StampSinkConfig(w.SinkConfig):
+    def __init__(self, pattern: str):
+        self.pattern = pattern
+
+    def make_sink(self) -> StampSink:
+        return StampSink(self.pattern)
+
+
+def read_stamps(folder: str) -> list:
+    out = array("q")
+    for name in sorted(os.listdir(folder)):
+        with open(os.path.join(folder, name), "rb") as f:
+            out.frombytes(f.read())
+    return out.tolist()
+
+
 class Count:
     __slots__ = ("n",)
 
@@ -106,8 +149,10 @@ def run_once(rate: float, seconds: float, workers: int) -> dict:
         arrivals.append((time.time_ns(), batch))
         got[0] += len(batch)
 
+    stamps = tempfile.mkdtemp(prefix="latency-")
     p = (w.source("latency", StampedSourceConfig(n, rate)).key_by(key_of).to(count)
-         .to_sink(w.CallbackSinkConfig(note)))
+         .to_sinks([StampSinkConfig(os.path.join(stamps, "sink-{worker}")),
+                    w.CallbackSinkConfig(note)]))
     with w.run(p, workers=workers) as app:
         app._driver.ready.wait(60)
         pids = [*app.pids, os.getpid()]
@@ -121,8 +166,65 @@ def run_once(rate: float, seconds: float, workers: int) -> dict:
         wall = time.monotonic() - t
         waits = [(run_queue_ns(pid) - b) / 1e6 / wall for pid, b in zip(pids, before, strict=True)]
         app.wait(timeout=60)
-        engine = engine_row(app, n)
-    return {"n": n, "arrivals": arrivals, "engine": engine, "run_queue_ms_per_s": waits}
+        engine = engine_row(app, 2 * n)  # each message reaches two sink steps
+    at_sink = read_stamps(stamps)  # written by the workers as they stopped
+    for name in os.listdir(stamps):
+        os.unlink(os.path.join(stamps, name))
+    os.rmdir(stamps)
+    if len(at_sink) != n:
+        raise AssertionError(f"the worker sinks saw {len(at_sink)} of {n} events")
+    return {"n": n, "arrivals": arrivals, "engine": engine, "run_queue_ms_per_s": waits,
+            "at_sink": at_sink, "hop": zmq_hop(rate, min(n, 20_000))}
+
+
+HOP_RECEIVER = """
+import sys, time, zmq
+r = zmq.Context().socket(zmq.ROUTER)
+r.bind(sys.argv[1])
+p = zmq.Poller()
+p.register(r, zmq.POLLIN)
+out = []
+while True:
+    if not p.poll(1000):
+        break
+    while True:
+        try:
+            _, ts = r.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            break
+        if not ts:
+            sys.stdout.write(" ".join(out))
+            sys.exit(0)
+        out.append(str(time.time_ns() - int(ts)))
+"""
+
+
+def zmq_hop(rate: float, n: int) -> list:
+    """Latencies (ns) of n messages, paced at `rate`, from this process to another over
+    ZeroMQ ipc://: what any hop between two Python processes costs on this machine."""
+    import zmq
+
+    folder = tempfile.mkdtemp(prefix="hop-")
+    addr = f"ipc://{folder}/hop.sock"
+    rx = subprocess.Popen([sys.executable, "-c", HOP_RECEIVER, addr], stdout=subprocess.PIPE)
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.connect(addr)
+    try:
+        time.sleep(0.3)  # let the receiver bind and the pipe connect
+        t0, step = time.perf_counter(), 1 / rate
+        for i in range(n):
+            while time.perf_counter() < t0 + i * step:
+                time.sleep(step / 4)
+            s.send(str(time.time_ns()).encode())
+        s.send(b"")
+        out, _ = rx.communicate(timeout=30)
+    finally:
+        rx.kill()
+        s.close(0)
+        ctx.term()
+        os.rmdir(folder) if not os.listdir(folder) else None
+    return [int(x) for x in out.split()]
 
 
 def engine_row(app, n: int, timeout: float = 10.0) -> dict:
@@ -190,11 +292,13 @@ def report(rate: float, r: dict, warmup: float) -> None:
     span = max(t for t, _ in arrivals) - min(b[0][3] for _, b in arrivals)
     waits = ", ".join(f"{v:.0f}" for v in r["run_queue_ms_per_s"])
     print(f" {rate:,.0f} events/s asked, {n / (span / 1e9):,.0f} achieved, {n:,} events, "
-          f"engine counted {eng['count']:,}; run-queue wait ms/s (workers..., driver): {waits}")
+          f"engine counted {eng['count']:,} sink arrivals (2 sinks); run-queue wait ms/s (workers..., driver): {waits}")
+    print(line("read -> sink on worker", pct(r["at_sink"])))
     print(line("read -> driver", pct(lat["read"])))
     print(line(f"read -> driver, after {warmup:g}s", pct(lat["steady"])))
     print(line("due -> driver", pct(lat["due"])))
     print(line("engine: ingest -> sink on worker", eng))
+    print(line("one ZeroMQ hop (no engine)", pct(r["hop"])))
 
 
 def main() -> None:
@@ -204,7 +308,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
-    print(f"paced source -> key_by -> state step -> driver callback, {a.workers} worker(s), "
+    print(f"paced source -> key_by -> state step -> sink on worker + driver callback, "
+          f"{a.workers} worker(s), "
           f"{KEYS} keys; load average {os.getloadavg()[0]:.2f} at start")
     print(f"  {'latency (µs)':<32}" + "".join(f"{c[:-3]:>10}" for c in PCT_COLUMNS))
     for rate in [float(r) for r in a.rates.split(",")]:
