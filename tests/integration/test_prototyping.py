@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import wallaroo_nb as w
@@ -48,6 +50,38 @@ def test_update_swaps_the_function_and_keeps_state(start):
         steps = {b - a for a, b in zip(seq, seq[1:])}
         assert steps == {1, 1000}, (key, steps)  # state went on from where v1 left it
     assert any("updated" in e for _, e in app.events())
+
+
+def test_every_call_is_timed_across_an_update(start):
+    """The computation's latency count is all its calls, before and after the swap."""
+    @w.state_computation("count", state=Count)
+    def count(x, c):
+        c.n += 1
+        return "v1"
+
+    n = 2000
+    p = (w.source("g", w.GenSourceConfig(Ticks(), rate=1000, limit=n)).key_by(lambda x: x % 3)
+         .to(count).to_sink(w.CollectorSinkConfig()))
+    app = start(p, workers=2)
+    app.wait(count=300, timeout=30)
+
+    @w.state_computation("count", state=Count)
+    def count(x, c):  # noqa: F811 (redefined, as in a notebook cell)
+        c.n += 1
+        return "v2"
+
+    app.update(count)
+    app.wait(timeout=60)
+    assert set(app.results()) == {"v1", "v2"} and len(app.results()) == n
+    deadline = time.monotonic() + 20
+    while True:  # workers send their deltas about once a second
+        df = app.metrics()
+        rows = df[(df.category == "computation") & (df.name == "count") & (df.worker == "all")]
+        got = int(rows["count"].iloc[0]) if len(rows) else 0
+        if got == n or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert got == n, df
 
 
 def test_update_rejects_a_different_kind_or_state(start):
