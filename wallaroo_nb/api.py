@@ -241,6 +241,11 @@ class Pipeline:
                     f"to_sink() takes a sink config (CollectorSinkConfig(), TCPSinkConfig(...), "
                     f"...), got {c!r}"
                 )
+            if c.to_driver and not c.collects and not callable(getattr(c, "fn", None)):
+                raise BuildError(
+                    f"sink {c.name!r} runs in the driver (to_driver = True) but neither collects "
+                    f"nor has a function fn(batch) to call: set collects = True or give it fn"
+                )
             c.check()
         return Pipeline(Node("sink", (self.node,), config=tuple(configs)))
 

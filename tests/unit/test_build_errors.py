@@ -70,6 +70,22 @@ def test_sink_must_be_a_sink_config():
         src().to_sink(print)
 
 
+def test_a_driver_sink_must_collect_or_have_a_function():
+    class Nowhere(w.SinkConfig):
+        to_driver = True
+        name = "nowhere"
+
+    with pytest.raises(BuildError, match="sink 'nowhere' runs in the driver .* set collects"):
+        src().to_sink(Nowhere())
+
+    class Printer(Nowhere):
+        def fn(self, batch):
+            print(batch)
+
+    src().to_sink(Printer())  # a driver-side callback: fine
+    src().to_sink(w.CollectorSinkConfig())
+
+
 def test_source_config_errors():
     with pytest.raises(ValueError, match="generator/iterator cannot be shipped"):
         w.IterableSourceConfig("g", (i for i in range(3)))

@@ -57,9 +57,8 @@ class App:
     # -- callbacks from the driver's I/O thread ---------------------------------------
 
     def _deliver(self, step: Any, values: list) -> None:
-        fn = getattr(step.sink, "fn", None)
-        if fn is not None:
-            fn(values)
+        if not step.sink.collects:
+            step.sink.fn(values)
             return
         with self._cond:
             self._results.extend(values)

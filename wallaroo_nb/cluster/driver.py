@@ -500,7 +500,7 @@ class Driver:
     def _write_commit(self, epoch: int, acks: list, batches: list) -> None:
         try:
             persisted = [(sid, payload) for sid, _values, payload in batches
-                         if getattr(self.plan.steps[sid].sink, "fn", None) is None]
+                         if self.plan.steps[sid].sink.collects]
             manifest = self.ckpt.commit(epoch, acks, persisted)
             for sid, values, _payload in batches:  # before anyone hears of the commit
                 self._deliver(sid, values)

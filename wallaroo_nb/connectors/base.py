@@ -131,10 +131,13 @@ class SinkConfig:
     """What the user passes to ``to_sink(config)``.
 
     A sink with ``to_driver = True`` has no live object on the workers: the
-    workers ship its batches to the driver, which calls ``deliver(batch)``.
+    workers ship its batches to the driver. There, a sink with ``collects = True``
+    keeps them for ``app.results()`` (and, with checkpoints, in the results log, so
+    that a resumed app has them too); any other is called as ``fn(batch)``.
     """
 
     to_driver: bool = False
+    collects: bool = False
     name: str = "sink"
 
     def make_sink(self) -> Sink:

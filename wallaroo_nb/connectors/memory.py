@@ -167,6 +167,7 @@ class CollectorSinkConfig(SinkConfig):
     """Outputs come back to the driver: ``app.results()`` / ``app.results_frame()``."""
 
     to_driver = True
+    collects = True
 
     def __init__(self, name: str = "collector"):
         self.name = name
