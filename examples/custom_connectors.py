@@ -25,8 +25,6 @@ from wallaroo_nb.connectors.base import Sink, SinkConfig, Source, SourceConfig
 
 
 class FileSource(Source):
-    replayable = True
-
     def __init__(self, path: str):
         self.path = path
         self.f: Any = None

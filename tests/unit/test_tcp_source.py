@@ -100,7 +100,7 @@ def test_one_stable_fd_wakes_the_worker_for_any_client(make_source, connect):
 def test_config_is_unbounded_and_not_replayable():
     cfg = TCPSourceConfig("s", "127.0.0.1", "7000", bytes.decode)
     cfg.check()
-    assert cfg.bounded is False and cfg.make_source().replayable is False
+    assert cfg.bounded is False and cfg.replayable is False
 
 
 @pytest.mark.parametrize("bad", [dict(port=70000), dict(port="x"), dict(max_frame=0),

@@ -18,11 +18,10 @@ class Source:
     ready now) or None once the source is exhausted. It must not block: a source
     that waits on file descriptors lists them in ``fds()`` and the worker polls
     them; one that is paced says in ``wait_hint()`` how long until it has more.
-    A replayable source reports ``position()`` (plain, msgpack-able data: the
-    position *after* the last message returned by ``read``) and can ``seek(pos)``.
+    The source of a replayable config (``SourceConfig.replayable``) reports
+    ``position()`` (plain, msgpack-able data: the position *after* the last
+    message returned by ``read``) and can ``seek(pos)``.
     """
-
-    replayable = False
 
     def open(self, worker: int) -> None:
         """Called once on the worker before the first read."""
@@ -42,7 +41,7 @@ class Source:
         return None
 
     def seek(self, position: Any) -> None:
-        raise NotImplementedError(f"{type(self).__name__} cannot seek: it is not replayable")
+        raise NotImplementedError(f"{type(self).__name__} cannot seek: its config is not replayable")
 
     def close(self) -> None:
         """Called once when the worker stops."""

@@ -140,8 +140,6 @@ class KafkaSource(Source):
     and recorded for ``drain_errors()``.
     """
 
-    replayable = True
-
     def __init__(self, config: KafkaSourceConfig) -> None:
         self.config = config
         self.fn = decoder_parts(config.decoder)[0] if config.decoder is not None else None

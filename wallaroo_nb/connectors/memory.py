@@ -22,8 +22,6 @@ def _check_rate(name: str, rate: Optional[float]) -> None:
 class PacedSource(Source):
     """Reads from an iterator made by ``make_iter()``, optionally paced at ``rate`` events/s."""
 
-    replayable = True
-
     def __init__(self, make_iter: Callable[[], Iterable], rate: Optional[float]):
         self.make_iter = make_iter
         self.rate = rate

@@ -147,8 +147,6 @@ class TCPSource(Source):
     buffered per client and unread data waits in the kernel (TCP backpressure).
     """
 
-    replayable = False
-
     def __init__(self, config: TCPSourceConfig) -> None:
         self.config = config
         self.fn, self.header_length, self.length_fmt = decoder_parts(config.decoder)

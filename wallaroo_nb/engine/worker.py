@@ -576,7 +576,7 @@ class Worker:
                     self.committing_sinks[sink_name].restore(sink_state)
         for run in self.sources:
             pos = r["positions"].get(run.id)
-            if pos is not None and run.source.replayable:
+            if pos is not None and run.sp.config.replayable:
                 run.source.seek(pos[0])
                 run.count = pos[0] if isinstance(pos[0], int) else run.count
                 run.wm = pos[2]
