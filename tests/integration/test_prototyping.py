@@ -22,23 +22,28 @@ class Ticks:
         return v + 1
 
 
-def test_update_swaps_the_function_and_keeps_state(start):
+def counter(version: str, step: int = 1):
+    """A "count" state step answering (key, count, version): the same step in two versions,
+    as a notebook cell redefines it."""
     @w.state_computation("count", state=Count)
     def count(x, c):
-        c.n += 1
-        return (x % 3, c.n, "v1")
+        c.n += step
+        return (x % 3, c.n, version)
 
-    p = (w.source("g", w.GenSourceConfig(Ticks(), rate=3000)).key_by(lambda x: x % 3)
-         .to(count).to_sink(w.CollectorSinkConfig()))
+    return count
+
+
+def count_app(start, rate: int, limit=None):
+    p = (w.source("g", w.GenSourceConfig(Ticks(), rate=rate, limit=limit))
+         .key_by(lambda x: x % 3).to(counter("v1")).to_sink(w.CollectorSinkConfig()))
     app = start(p, workers=2)
     app.wait(count=300, timeout=30)
+    return app
 
-    @w.state_computation("count", state=Count)
-    def count(x, c):  # noqa: F811 (redefined, as in a notebook cell)
-        c.n += 1000
-        return (x % 3, c.n, "v2")
 
-    app.update(count)
+def test_update_swaps_the_function_and_keeps_state(start):
+    app = count_app(start, rate=3000)
+    app.update(counter("v2", step=1000))
     before = len(app.results())
     app.wait(count=before + 300, timeout=30)
     res = app.results()
@@ -54,25 +59,12 @@ def test_update_swaps_the_function_and_keeps_state(start):
 
 def test_every_call_is_timed_across_an_update(start):
     """The computation's latency count is all its calls, before and after the swap."""
-    @w.state_computation("count", state=Count)
-    def count(x, c):
-        c.n += 1
-        return "v1"
-
     n = 2000
-    p = (w.source("g", w.GenSourceConfig(Ticks(), rate=1000, limit=n)).key_by(lambda x: x % 3)
-         .to(count).to_sink(w.CollectorSinkConfig()))
-    app = start(p, workers=2)
-    app.wait(count=300, timeout=30)
-
-    @w.state_computation("count", state=Count)
-    def count(x, c):  # noqa: F811 (redefined, as in a notebook cell)
-        c.n += 1
-        return "v2"
-
-    app.update(count)
+    app = count_app(start, rate=1000, limit=n)
+    app.update(counter("v2"))
     app.wait(timeout=60)
-    assert set(app.results()) == {"v1", "v2"} and len(app.results()) == n
+    res = app.results()
+    assert {v for _, _, v in res} == {"v1", "v2"} and len(res) == n
     deadline = time.monotonic() + 20
     while True:  # workers send their deltas about once a second
         df = app.metrics()
