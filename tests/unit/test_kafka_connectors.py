@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the fixture module
 from kafka_broker import kafka_broker_fixture  # noqa: E402,F401 (registers the fixture)
+from sourcetools import read_n  # noqa: E402
 
 from wallaroo_nb.connectors.kafka import (  # noqa: E402
     KafkaSinkConfig,
@@ -36,17 +37,6 @@ def opened():
     yield open_
     for live in reversed(made):
         live.close()
-
-
-def read_n(src, n, timeout=10.0):
-    out = []
-    deadline = time.monotonic() + timeout
-    while len(out) < n and time.monotonic() < deadline:
-        got = src.read(100)
-        out += got
-        if not got:
-            time.sleep(src.wait_hint() or 0)
-    return out
 
 
 def produce(opened, broker, topic, items, encoder=None):

@@ -2,11 +2,11 @@
 
 import socket
 import struct
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sourcetools import read_n
 
 from wallaroo_nb.connectors.framing import FrameError, FrameParser, decoder_parts, frame
 from wallaroo_nb.connectors.tcp import TCPSourceConfig
@@ -70,17 +70,6 @@ def test_decoder_parts_reads_decorated_objects_and_plain_functions():
     assert decoder_parts(bytes.upper)[1:] == (4, ">I")
 
 
-def read_all(src, n, timeout=5.0):
-    out = []
-    deadline = time.monotonic() + timeout
-    while len(out) < n and time.monotonic() < deadline:
-        got = src.read(64)
-        out += got
-        if not got:
-            time.sleep(0.001)
-    return out
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payloads, st.lists(st.integers(min_value=0, max_value=10_000), max_size=20),
        st.integers(min_value=1, max_value=9))
@@ -95,7 +84,7 @@ def test_source_reassembles_frames_over_a_real_socket(msgs, cuts, recv_size):
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for chunk in split_at(b"".join(frame(m) for m in msgs), cuts):
                 c.sendall(chunk)
-            got = read_all(src, len(msgs))
+            got = read_n(src, len(msgs), timeout=5.0, max_n=64)
         assert got == msgs
         assert src.drain_errors() == []
     finally:

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from sourcetools import read_n
 
 from wallaroo_nb.connectors.framing import frame
 from wallaroo_nb.connectors.tcp import TCPSinkConfig, TCPSourceConfig
@@ -23,17 +24,6 @@ def source():
     src.close()
 
 
-def collect(src, n, timeout=10.0):
-    out = []
-    deadline = time.monotonic() + timeout
-    while len(out) < n and time.monotonic() < deadline:
-        got = src.read(1000)
-        out += got
-        if not got:
-            time.sleep(0.005)
-    return out
-
-
 def in_thread(fn, *args, **kw):
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("value", fn(*args, **kw)), daemon=True)
@@ -45,7 +35,7 @@ def test_send_file_lines_repeated(source, tmp_path):
     path = tmp_path / "lines.txt"
     path.write_text("one\ntwo\r\nthree\n")
     t, result = in_thread(sendrecv.send, "127.0.0.1", source.address[1], path, repeat=2)
-    got = collect(source, 6)
+    got = read_n(source, 6)
     t.join(5)
     assert got == ["one", "two", "three"] * 2 and result["value"] == 6
 
@@ -53,7 +43,7 @@ def test_send_file_lines_repeated(source, tmp_path):
 def test_send_iterable_forever_with_limit(source):
     gen = (f"m{i}" for i in range(3))
     t, result = in_thread(sendrecv.send, "127.0.0.1", source.address[1], gen, repeat=0, limit=7)
-    got = collect(source, 7)
+    got = read_n(source, 7)
     t.join(5)
     assert got == ["m0", "m1", "m2", "m0", "m1", "m2", "m0"] and result["value"] == 7
 
@@ -61,7 +51,7 @@ def test_send_iterable_forever_with_limit(source):
 def test_send_paces_at_the_rate(source):
     t0 = time.monotonic()
     t, _ = in_thread(sendrecv.send, "127.0.0.1", source.address[1], [b"x"] * 20, rate=100)
-    got = collect(source, 20)
+    got = read_n(source, 20)
     t.join(5)
     assert len(got) == 20
     assert time.monotonic() - t0 >= 0.15  # 20 records at 100/s cannot arrive sooner
@@ -78,7 +68,7 @@ def test_send_waits_for_the_listener_to_appear():
     src = TCPSourceConfig("late", "127.0.0.1", port, bytes.decode).make_source()
     src.open(0)  # ... and then somebody does
     try:
-        assert collect(src, 1) == ["hi"]
+        assert read_n(src, 1) == ["hi"]
         t.join(5)
         assert result["value"] == 1
     finally:
@@ -164,7 +154,7 @@ def test_command_line_pairs(source, tmp_path):
     args = parser.parse_args([str(source.address[1]), str(path), "--repeat", "2"])
     assert args.address == ("127.0.0.1", source.address[1])
     assert sendrecv.send_main(args) == 0
-    assert collect(source, 4) == ["a", "b", "a", "b"]
+    assert read_n(source, 4) == ["a", "b", "a", "b"]
 
     parser = argparse.ArgumentParser()
     sendrecv.receive_add_arguments(parser)
