@@ -5,12 +5,10 @@ the request's keyword arguments and returns plain, picklable data."""
 from __future__ import annotations
 
 import math
+import pickle
 from typing import Any
 
-import cloudpickle
-
 from .codec import dumps_by_value, plain_state
-from .steps import build, fan_out
 from .watermarks import NEG_INF
 
 
@@ -70,11 +68,8 @@ def op_update(w: Any, step: str, fn: bytes) -> str:
     """Hot reload: swap a step's function between two chunks; state stays as it is."""
     rt = w.rt
     s = rt.plan.step_named(step)
-    s.fn = cloudpickle.loads(fn)
-    w.entry, w.remote = build(rt)
-    for run in w.sources:
-        kids = [w.entry[c] for c in run.sp.children]
-        run.feed = fan_out(kids)
+    s.fn = pickle.loads(fn)  # cloudpickle's output loads with plain pickle
+    w.wire()
     return s.name
 
 

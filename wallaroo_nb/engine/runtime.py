@@ -45,7 +45,6 @@ class Runtime:
                  metrics: bool = True):
         self.plan = plan
         self.me = me
-        self.n = n_workers
         self.error_mode = on_error
         self.ctx = Ctx()
         self.owners = default_owners(plan.n_slots, n_workers)

@@ -21,7 +21,6 @@ import traceback
 from collections import deque
 from typing import Any
 
-import cloudpickle
 import msgpack
 import zmq
 
@@ -73,12 +72,12 @@ class ResultsMessage:
 class SourceRun:
     """A source this worker reads, with the feed of its first steps."""
 
-    def __init__(self, sp: Any, feed: Any):
+    def __init__(self, sp: Any):
         self.sp = sp
         self.id = sp.id
         self.name = sp.name
         self.source = sp.config.make_source()
-        self.feed = feed
+        self.feed: Any = None  # set by Worker.wire()
         self.event_time = sp.config.event_time
         self.done = False
         self.count = 0
@@ -142,11 +141,10 @@ class Worker:
                 sink = step.sink.make_sink()
                 sink.open(self.me)
                 rt.sinks[step.id] = sink
-        self.assign = start["assign"]
+        assign = start["assign"]
         if rt.track_wm:
-            chans = channels(plan, self.n, self.assign, rt.wm_steps)
+            chans = channels(plan, self.n, assign, rt.wm_steps)
             rt.wm_tables = {sid: Table(chans[sid]) for sid in rt.wm_steps}
-        self.entry, self.remote = build(rt)
         self.aligner = Aligner(plan, self.me, self.n)
         self.ckpt_dir = start.get("checkpoint_dir")
         # exactly-once sinks hold outputs back until their epoch commits
@@ -156,12 +154,11 @@ class Worker:
             sink.hold()
         self.sources = []
         for sp in plan.sources:
-            if start["assign"][sp.id] == self.me:
-                kids = [self.entry[c] for c in sp.children]
-                feed = fan_out(kids)
-                run = SourceRun(sp, feed)
+            if assign[sp.id] == self.me:
+                run = SourceRun(sp)
                 run.source.open(self.me)
                 self.sources.append(run)
+        self.wire()
         self.wm_direct: dict = {}  # local source id -> watermark steps it feeds directly
         self.wm_down: dict = {}  # watermark step -> watermark steps it feeds directly
         if rt.track_wm:
@@ -239,6 +236,13 @@ class Worker:
                 self.check_parent()
                 self.collect_connector_errors()
         self.shutdown()
+
+    def wire(self) -> None:
+        """Compile the steps into fused feeds and hand each local source its first ones
+        (at start-up, and again when a hot reload swaps a step's function)."""
+        self.entry, self.remote = build(self.rt)
+        for run in self.sources:
+            run.feed = fan_out([self.entry[c] for c in run.sp.children])
 
     def wait_go(self) -> None:
         while True:
@@ -554,7 +558,7 @@ class Worker:
         rt = self.rt
         by_name = {s.name: s for s in rt.plan.steps}
         for name, sha in r["files"].items():
-            data = cloudpickle.loads(read_checked(os.path.join(r["dir"], name), sha))
+            data = pickle.loads(read_checked(os.path.join(r["dir"], name), sha))
             for step_name, slots in data["state"].items():
                 step = by_name[step_name]
                 mine = {}
