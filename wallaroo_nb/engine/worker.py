@@ -341,19 +341,12 @@ class Worker:
             self.recv[sender] += 1
             aligner = self.aligner
             for g in groups:
-                kind = g[0]
-                if kind == GROUP_DATA:
-                    if aligner.got[g[1]] and aligner.holds(sender, g[1]):
-                        aligner.held.append((sender, g))
-                    else:
-                        self.process_group(g, sender)
-                elif kind == GROUP_BARRIER:
+                if g[0] == GROUP_BARRIER:
                     aligner.on_barrier(sender, g[1], g[2])
-                elif kind == GROUP_WATERMARK:
-                    if aligner.got[g[1]] and aligner.holds(sender, g[1]):
-                        aligner.held.append((sender, g))
-                    else:
-                        self.on_marker(g[1], g[2], sender, g[3])
+                elif aligner.holds(sender, g[1]):  # past the sender's barrier: wait
+                    aligner.held.append((sender, g))
+                else:
+                    self.dispatch(g, sender)
             if aligner.active:
                 self.advance_epoch()
 
@@ -439,12 +432,9 @@ class Worker:
                 rt.out_groups[w] = []
         if rt.out_results:
             out = self.driver_out
-            last = out[-1] if out else None
-            if not isinstance(last, ResultsMessage) or last.full:
-                last = ResultsMessage()
-                out.append(last)
+            last = out[-1] if out and isinstance(out[-1], ResultsMessage) else None
             for sid, payload, n in rt.out_results:
-                if last.full:
+                if last is None or last.full:
                     last = ResultsMessage()
                     out.append(last)
                 last.add(sid, n, payload)
@@ -517,10 +507,14 @@ class Worker:
 
     def release(self, held: list) -> None:
         for sender, g in held:
-            if g[0] == GROUP_DATA:
-                self.process_group(g, sender)
-            else:
-                self.on_marker(g[1], g[2], sender, g[3])
+            self.dispatch(g, sender)
+
+    def dispatch(self, g: tuple, sender: int) -> None:
+        """A data group or a watermark marker from ``sender``, no longer held back."""
+        if g[0] == GROUP_DATA:
+            self.process_group(g, sender)
+        else:
+            self.on_marker(g[1], g[2], sender, g[3])
 
     def snapshot(self, epoch: int) -> dict:
         """Write this worker's state, by step and slot, for ``epoch``; return the ack."""
