@@ -72,7 +72,7 @@ class App:
             self._cond.notify_all()
         if self.on_error == "stop" and records and self._driver.failure is None:
             r = records[0]
-            self._driver._fail(StepError(
+            self._driver.fail(StepError(
                 f"step {r['step']!r} raised {r['error']} on key {r['key']} "
                 f"(input {r['input']}); the app was stopped (on_error='stop')\n{r['traceback']}"))
 

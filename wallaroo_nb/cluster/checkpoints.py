@@ -108,7 +108,7 @@ class CheckpointDir:
     def _collect_garbage(self, epoch: int) -> None:
         epochs = sorted(int(m.group(1)) for f in os.listdir(self.path)
                         if (m := _MANIFEST.match(f)))
-        keep = set(epochs[-KEEP_EPOCHS:]) | {epoch}
+        keep = set(epochs[-KEEP_EPOCHS:])
         for f in os.listdir(self.path):
             m = _MANIFEST.match(f) or re.match(r"epoch-(\d+)-worker-\d+\.ckpt$", f)
             if m and int(m.group(1)) not in keep and int(m.group(1)) < epoch:

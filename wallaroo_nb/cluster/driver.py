@@ -251,11 +251,6 @@ class Driver:
             out.append(value)
         return out
 
-    def tell(self, kind: bytes, payload: Any = None) -> None:
-        """A one-way message to every worker (from any thread)."""
-        self.requests.put((None, kind, payload, list(range(self.n))))
-        self._wake()
-
     def checkpoint_now(self) -> int:
         """Ask for an epoch that begins after this call; return its number."""
         with self.commit_cond:
@@ -339,7 +334,7 @@ class Driver:
                     self._drive_checkpoints(now)
         except Exception:
             tb = traceback.format_exc()
-            self._fail(WorkerFailure(f"driver I/O thread crashed: {tb.strip().splitlines()[-1]}\n{tb}"))
+            self.fail(WorkerFailure(f"driver I/O thread crashed: {tb.strip().splitlines()[-1]}\n{tb}"))
         finally:
             self._wait_commit()
             self._reap(kill=True)
@@ -363,11 +358,6 @@ class Driver:
                 req_id, op, args, targets = self.requests.get_nowait()
             except queue.Empty:
                 return
-            if req_id is None:  # a one-way message
-                body = [op] if args is None else [op, msgpack.packb(args)]
-                for w in targets:
-                    self._send(w, body)
-                continue
             if not self.ready.is_set():  # recovering: the new workers did not see it
                 reply = self.pending.pop(req_id, None)
                 if reply is not None:
@@ -505,7 +495,7 @@ class Driver:
             for sid, values, _payload in batches:  # before anyone hears of the commit
                 self._deliver(sid, values)
         except Exception as e:
-            self._fail(WorkerFailure(f"committing checkpoint {epoch} failed: {e}\n"
+            self.fail(WorkerFailure(f"committing checkpoint {epoch} failed: {e}\n"
                                      f"{traceback.format_exc()}"))
             return
         with self.commit_cond:
@@ -534,12 +524,12 @@ class Driver:
         if self.stop_requested:
             return
         if self.ckpt is None:
-            self._fail(WorkerFailure(reason))
+            self.fail(WorkerFailure(reason))
             return
         now = time.monotonic()
         self.recoveries = [t for t in self.recoveries if now - t < 60] + [now]
         if len(self.recoveries) > MAX_RECOVERIES_PER_MINUTE:
-            self._fail(WorkerFailure(f"{reason}\n(gave up: {len(self.recoveries)} recoveries "
+            self.fail(WorkerFailure(f"{reason}\n(gave up: {len(self.recoveries)} recoveries "
                                      "in a minute)"))
             return
         self._recover(reason.splitlines()[0])
@@ -553,15 +543,15 @@ class Driver:
                 p.kill()
         for p in self.procs:
             p.wait(10)
-        if self.in_flight is not None:
-            self.in_flight = None
+        self.in_flight = None
         for r in list(self.pending.values()):
             r.cancel(Recovering("workers restarted during the request; ask again"))
         self.pending.clear()
         self.generation += 1
         self._start_generation()
 
-    def _fail(self, exc: BaseException) -> None:
+    def fail(self, exc: BaseException) -> None:
+        """Stop the app with ``exc`` as its failure (the first failure wins)."""
         if self.failure is None:
             self.failure = exc
             self.cb.event(str(exc).splitlines()[0])

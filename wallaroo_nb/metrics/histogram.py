@@ -144,20 +144,7 @@ def delta(after: Histogram, before: Histogram) -> Histogram:
 
 def percentile(h: Histogram, q: float) -> float:
     """Latency (ns) at fraction q in [0, 1] by nearest rank; NaN when h is empty."""
-    _check_q(q)
-    if h.count == 0:
-        return math.nan
-    rank = rank_of(q, h.count)
-    if rank <= 1:
-        return float(h.min)
-    if rank >= h.count:
-        return float(h.max)
-    seen = 0
-    for b, c in enumerate(h.counts):
-        seen += c
-        if seen >= rank:
-            return float(min(max(_midpoint(b), h.min), h.max))
-    return float(h.max)  # unreachable when counts agree with count
+    return percentiles(h, [q])[0]
 
 
 def percentiles(h: Histogram, qs: Sequence[float]) -> list[float]:
