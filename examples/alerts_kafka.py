@@ -12,8 +12,7 @@
 #       --kafka_sink_topic alerts --kafka_sink_brokers 127.0.0.1:9092
 #
 # A window fires once the stream's event time has passed its end (plus the
-# --delay-ms this application takes, default 0). If this wallaroo_nb has no
-# range windows, a keyed running total raises the alerts instead.
+# --delay-ms this application takes, default 0).
 # Ctrl-C stops the app.
 
 import argparse
@@ -21,7 +20,6 @@ import argparse
 import wallaroo
 
 THRESHOLD = 2000
-WINDOWED = hasattr(wallaroo, "range_windows")
 
 
 def application_setup(args):
@@ -30,13 +28,10 @@ def application_setup(args):
                                                  event_time=transaction_time)
     sink = wallaroo.CustomKafkaSinkCLIParser(args, encode_alert)
     transactions = wallaroo.source("Alerts (windowed)", source).key_by(extract_user)
-    if WINDOWED:
-        windows = (wallaroo.range_windows(wallaroo.seconds(10))
-                   .with_slide(wallaroo.seconds(5))
-                   .with_delay(wallaroo.milliseconds(options.delay_ms)))
-        pipeline = transactions.to(windows.over(TotalAggregation()))
-    else:
-        pipeline = transactions.to(check_running_total)
+    windows = (wallaroo.range_windows(wallaroo.seconds(10))
+               .with_slide(wallaroo.seconds(5))
+               .with_delay(wallaroo.milliseconds(options.delay_ms)))
+    pipeline = transactions.to(windows.over(TotalAggregation()))
     return wallaroo.build_application("Alerts (windowed)", pipeline.to_sink(sink))
 
 
@@ -91,27 +86,20 @@ def alert_for(user, total):
         return Alert("Withdrawal", user, total)
 
 
-if WINDOWED:
-    class TotalAggregation(wallaroo.Aggregation):
-        def initial_accumulator(self):
-            return TransactionTotal()
+class TotalAggregation(wallaroo.Aggregation):
+    def initial_accumulator(self):
+        return TransactionTotal()
 
-        def update(self, transaction, t_total):
-            t_total.total = t_total.total + transaction.amount
+    def update(self, transaction, t_total):
+        t_total.total = t_total.total + transaction.amount
 
-        def combine(self, t1, t2):
-            new_t = TransactionTotal()
-            new_t.total = t1.total + t2.total
-            return new_t
+    def combine(self, t1, t2):
+        new_t = TransactionTotal()
+        new_t.total = t1.total + t2.total
+        return new_t
 
-        def output(self, user, t):
-            return alert_for(user, t.total)
-
-
-@wallaroo.state_computation(name="check running total", state=TransactionTotal)
-def check_running_total(transaction, state):
-    state.total = state.total + transaction.amount
-    return alert_for(transaction.user, state.total)
+    def output(self, user, t):
+        return alert_for(user, t.total)
 
 
 @wallaroo.encoder

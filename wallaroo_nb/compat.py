@@ -23,13 +23,9 @@ import sys
 import types
 from typing import Any, Optional
 
+from . import windows as _windows
 from .connectors.kafka import KafkaSinkConfig, KafkaSourceConfig
 from .connectors.tcp import TCPSourceConfig
-
-try:  # the windows API, where this version has it
-    from . import windows as _windows
-except ImportError:  # pragma: no cover
-    _windows = None
 
 __all__ = [
     "CustomKafkaSinkCLIParser",
@@ -40,7 +36,6 @@ __all__ = [
     "WallarooTCPSourceConfig",
     "app_args",
     "install_alias",
-    "windows_usable",
     "kafka_parse_sink_options",
     "kafka_parse_source_options",
     "set_app_args",
@@ -229,52 +224,15 @@ def _keep_acc(update: Any) -> Any:
     return update_acc
 
 
-if _windows is not None:
-    class WallarooAggregation(_windows.Aggregation):
-        """Wallaroo's Aggregation: ``update(input, acc)`` may change ``acc`` in place
-        and return nothing, as Wallaroo's examples do; the accumulator is kept then."""
+class WallarooAggregation(_windows.Aggregation):
+    """Wallaroo's Aggregation: ``update(input, acc)`` may change ``acc`` in place
+    and return nothing, as Wallaroo's examples do; the accumulator is kept then."""
 
-        def __init_subclass__(cls, **kw: Any) -> None:
-            super().__init_subclass__(**kw)
-            update = cls.__dict__.get("update")
-            if callable(update) and not hasattr(update, "__wrapped__"):
-                cls.update = _keep_acc(update)
-
-
-def windows_usable() -> bool:
-    """True if pipelines accept window steps (``Pipeline.to(range_windows(...)...)``)."""
-    if _windows is None:
-        return False
-    from .api import BuildError, source
-    from .connectors.memory import IterableSourceConfig
-
-    class _Count(WallarooAggregation):
-        def initial_accumulator(self) -> int:
-            return 0
-
-        def update(self, input: Any, acc: int) -> int:
-            return acc + 1
-
-        def combine(self, a: int, b: int) -> int:
-            return a + b
-
-        def output(self, key: Any, acc: int) -> int:
-            return acc
-
-    try:
-        source("probe", IterableSourceConfig("probe", [])).to(
-            _windows.count_windows(1).over(_Count))
-    except BuildError:
-        return False
-    return True
-
-
-def _missing_windows(name: str) -> Any:
-    if name in WINDOW_NAMES:
-        raise AttributeError(
-            f"wallaroo.{name}: this wallaroo_nb's pipelines do not accept window steps yet")
-    raise AttributeError(f"module 'wallaroo' (wallaroo_nb's Wallaroo API) has no attribute "
-                         f"{name!r}")
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        update = cls.__dict__.get("update")
+        if callable(update) and not hasattr(update, "__wrapped__"):
+            cls.update = _keep_acc(update)
 
 
 def _alias_namespace() -> dict:
@@ -283,12 +241,8 @@ def _alias_namespace() -> dict:
 
     ns = {name: getattr(wallaroo_nb, name) for name in WALLAROO_NAMES}
     ns["TCPSourceConfig"] = WallarooTCPSourceConfig
-    if _windows is not None:
-        ns["Aggregation"] = WallarooAggregation
-    if windows_usable():
-        ns.update({name: getattr(_windows, name) for name in WINDOW_NAMES})
-    else:  # an application can test hasattr(wallaroo, "range_windows")
-        ns["__getattr__"] = _missing_windows
+    ns["Aggregation"] = WallarooAggregation
+    ns.update({name: getattr(_windows, name) for name in WINDOW_NAMES})
     return ns
 
 

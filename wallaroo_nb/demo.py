@@ -9,7 +9,6 @@ import argparse
 import time
 
 from . import api
-from .cluster.app import run
 from .connectors.memory import CollectorSinkConfig, IterableSourceConfig
 
 TEXT = """\
@@ -84,6 +83,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .cluster.app import run  # here: every wallaroo-nb command imports this module
+
     lines = TEXT.splitlines() * args.repeat
     print(f"word count over {len(lines):,} lines on {args.workers} worker processes")
     t = time.perf_counter()
