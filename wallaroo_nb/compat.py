@@ -24,7 +24,7 @@ import types
 from typing import Any, Optional
 
 from . import windows as _windows
-from .connectors.kafka import KafkaSinkConfig, KafkaSourceConfig
+from .connectors.kafka import LOG_LEVELS, KafkaSinkConfig, KafkaSourceConfig
 from .connectors.tcp import TCPSourceConfig
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
     "tcp_parse_output_addrs",
 ]
 
-KAFKA_LOG_LEVELS = ["Fine", "Info", "Warn", "Error"]
+KAFKA_LOG_LEVELS = list(LOG_LEVELS)  # Wallaroo's names, librdkafka's levels in kafka.py
 DEFAULT_KAFKA_PORT = "9092"
 
 _app_args: Optional[list] = None

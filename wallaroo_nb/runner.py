@@ -217,6 +217,8 @@ class Notices:
         self.events_seen = len(events)
 
     def _errors(self, app: Any) -> None:
+        if self.errors_seen > MAX_ERRORS_SHOWN:  # said all it will say: skip the frame
+            return
         try:
             frame = app.errors()
         except Exception:

@@ -13,6 +13,7 @@ All times are integer nanoseconds; the unit functions below convert.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Optional
 
@@ -118,12 +119,7 @@ class WindowSpec:
     @property
     def pane_ns(self) -> Optional[int]:
         """Pane size of a range window: gcd(range, slide); None for other kinds."""
-        if self.kind != "range":
-            return None
-        a, b = self.range_ns, self.slide_ns
-        while b:
-            a, b = b, a % b
-        return a
+        return math.gcd(self.range_ns, self.slide_ns) if self.kind == "range" else None
 
     @property
     def needs_watermarks(self) -> bool:
