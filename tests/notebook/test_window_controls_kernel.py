@@ -200,8 +200,8 @@ class FakeApp:
         self.open = {"x": 2, "y": 5}
         self.calls = []
 
-    def results(self):
-        return list(self.out)
+    def results(self, start=0):
+        return self.out[start:]
 
     def state(self, step):
         return pd.DataFrame({"key": list(self.open)})

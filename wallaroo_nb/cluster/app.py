@@ -217,10 +217,11 @@ class App:
 
     # -- answers -------------------------------------------------------------------------
 
-    def results(self) -> list:
-        """Outputs that reached collector sinks so far, in arrival order."""
+    def results(self, start: int = 0) -> list:
+        """Outputs that reached collector sinks so far, in arrival order (from position
+        ``start`` on: a live view asks only for what is new)."""
         with self._cond:
-            return list(self._results)
+            return self._results[start:]
 
     def results_frame(self, columns: Optional[list] = None) -> Any:
         """The collected outputs as a DataFrame: dicts and tuples become columns."""

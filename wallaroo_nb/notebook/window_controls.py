@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import threading
 import time
-from typing import Any
+from typing import Any, Optional
 
 import ipywidgets as widgets
 import pandas as pd
@@ -45,6 +45,7 @@ class WindowControls(LiveBox):
         self._trigger_lock = threading.Lock()
         self._by_label: dict = {ALL_KEYS: None}
         self._shown = -1  # number of results the table was drawn from
+        self._tail: list = []  # the newest of them, at most ``rows``
         self.frame = pd.DataFrame()  # what the table shows
         self.last_trigger: tuple | None = None  # (key, windows closed) of the last click
         self._action = ""  # what the last click did, for the status line
@@ -102,9 +103,9 @@ class WindowControls(LiveBox):
         self._set_status(f"{why}; not updating")
 
     def _tick(self, app: Any, running: bool, tick: int) -> None:
-        results = app.results()
-        if len(results) != self._shown:
-            self._show(results)
+        new = app.results(start=max(self._shown, 0))
+        if new or self._shown < 0:
+            self._show(new)
         if running and (tick % KEYS_EVERY == 0 or self._keys_now.is_set()):
             self._keys_now.clear()
             keys = open_keys(app.state(self.step))
@@ -112,9 +113,10 @@ class WindowControls(LiveBox):
             self._set_keys(keys)
             self._set_status()
 
-    def _show(self, results: list) -> None:
-        self._shown = n = len(results)
-        self.frame = newest_first(results, self._rows)
+    def _show(self, new: list) -> None:
+        self._shown = n = max(self._shown, 0) + len(new)
+        self._tail = (self._tail + new[-self._rows:])[-self._rows:]
+        self.frame = newest_first(self._tail, self._rows, total=n)
         caption = (f"newest {len(self.frame)} of {n} collector output{'s' if n != 1 else ''}, "
                    "newest first")
         body = self.frame.to_html(index=False, border=0) if n else "<i>no output yet</i>"
@@ -159,10 +161,11 @@ def open_keys(state: pd.DataFrame) -> list:
     return sorted(keys, key=lambda k: (type(k).__name__, repr(k)))
 
 
-def newest_first(results: list, rows: int = ROWS) -> pd.DataFrame:
-    """The last ``rows`` results as a DataFrame, newest first, with their position "#"."""
-    n = len(results)
-    tail = results[max(0, n - rows):][::-1]
+def newest_first(results: list, rows: int = ROWS, total: Optional[int] = None) -> pd.DataFrame:
+    """The last ``rows`` results as a DataFrame, newest first, with their position "#"
+    (``results`` may be the tail of ``total`` results)."""
+    n = len(results) if total is None else total
+    tail = results[max(0, len(results) - rows):][::-1]
     index = list(range(n - 1, n - 1 - len(tail), -1))
     if tail and all(isinstance(r, dict) for r in tail):
         df = pd.DataFrame(tail)
