@@ -120,8 +120,12 @@ def encoder_fn(encoder: Any) -> Callable[[Any], Any]:
 
 
 def short_repr(value: Any, limit: int = 200) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for error records."""
-    r = repr(value[: limit + 1] if isinstance(value, (bytes, bytearray)) else value)
+    """``repr(value)`` cut to ``limit`` characters, for error records (the engine's
+    and the connectors')."""
+    try:
+        r = repr(value[: limit + 1] if isinstance(value, (bytes, bytearray)) else value)
+    except Exception as e:  # a broken __repr__ must not hide the real error
+        r = f"<unrepresentable {type(value).__name__}: {e}>"
     return r if len(r) <= limit else r[: limit - 3] + "..."
 
 

@@ -13,6 +13,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+from ..connectors.framing import short_repr
 from ..keys import default_owners, slot_cache
 from ..metrics import histogram as hg
 from ..metrics.recorder import Recorder
@@ -117,7 +118,7 @@ class Runtime:
                  where: str = "computation") -> None:
         """Record a failed event and go on (or halt, with on_error='stop')."""
         self.error_counts[step.id] += 1
-        self._record(step.name, where, _short_repr(key), value, exc)
+        self._record(step.name, where, short_repr(key, 300), value, exc)
 
     def source_error(self, name: str, value: Any, exc: BaseException, where: str) -> None:
         """An error outside any step (a source, its decoder, its event_time)."""
@@ -132,7 +133,7 @@ class Runtime:
 
     def _record(self, name: str, where: str, key: str, value: Any, exc: BaseException) -> None:
         self._keep({
-            "step": name, "where": where, "key": key, "input": _short_repr(value),
+            "step": name, "where": where, "key": key, "input": short_repr(value, 300),
             "error": f"{type(exc).__name__}: {exc}",
             "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
             "worker": self.me, "time": time.time(),
@@ -202,11 +203,3 @@ class Runtime:
                 buf.clear()
         if shipped:
             hg.record(self.worker_hist, now - ctx.arrived, shipped)
-
-
-def _short_repr(v: Any, limit: int = 300) -> str:
-    try:
-        r = repr(v)
-    except Exception as e:  # a broken __repr__ must not hide the real error
-        r = f"<unrepresentable {type(v).__name__}: {e}>"
-    return r if len(r) <= limit else r[:limit] + "..."
