@@ -170,3 +170,11 @@ class ErrorLog:
         out = list(self._recent)
         self._recent.clear()
         return out
+
+    def stats(self, counts: dict, names: tuple) -> dict:
+        """A connector's stats(): ``names`` (0 until counted), its ``counts``, and this
+        log's errors by kind as ``errors_<kind>``."""
+        out = dict.fromkeys(names, 0)
+        out.update(counts)
+        out.update({f"errors_{k}": v for k, v in self.counts.items()})
+        return out

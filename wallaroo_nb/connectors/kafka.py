@@ -305,10 +305,7 @@ class KafkaSource(Source):
 
     def stats(self) -> dict:
         """Counters: messages read, dropped (decoder None), errors by kind."""
-        out = {"messages": 0, "dropped": 0}
-        out.update(self.counts)
-        out.update({f"errors_{k}": v for k, v in self.errors.counts.items()})
-        return out
+        return self.errors.stats(self.counts, ("messages", "dropped"))
 
 
 # -- sink ----------------------------------------------------------------------
@@ -575,8 +572,6 @@ class KafkaSink(Sink):
 
     def stats(self) -> dict:
         """Counters: accepted, delivered, failed, too_large, in flight, errors by kind."""
-        out = dict.fromkeys(("accepted", "delivered", "failed", "too_large"), 0)
-        out.update(self.counts)
-        out.update({f"errors_{k}": v for k, v in self.errors.counts.items()})
+        out = self.errors.stats(self.counts, ("accepted", "delivered", "failed", "too_large"))
         out["in_flight"] = len(self.producer) if self.producer is not None else 0
         return out

@@ -383,9 +383,7 @@ class TCPSource(Source):
 
     def stats(self) -> dict:
         """Counters: frames, dropped (decoder None), errors by kind, connections, bytes."""
-        out = dict.fromkeys(_SOURCE_COUNTERS, 0)
-        out.update(self.counts)
-        out.update({f"errors_{k}": v for k, v in self.errors.counts.items()})
+        out = self.errors.stats(self.counts, _SOURCE_COUNTERS)
         out["clients"] = len(self.clients)
         out["buffered_bytes"] = sum(cl.parser.buffered() for cl in self.clients)
         return out
@@ -697,9 +695,7 @@ class TCPSink(Sink):
 
     def stats(self) -> dict:
         """Counters: accepted, sent, dropped, connects, failures, and what is buffered."""
-        out = dict.fromkeys(_SINK_COUNTERS, 0)
-        out.update(self.counts)
-        out.update({f"errors_{k}": v for k, v in self.errors.counts.items()})
+        out = self.errors.stats(self.counts, _SINK_COUNTERS)
         out["buffered_bytes"] = self.buffered
         out["buffered_messages"] = len(self.queue)
         out["connected"] = self.sock is not None and not self.connecting
