@@ -19,7 +19,7 @@ from nbkernel import code_notebook
 
 from wallaroo_nb.metrics.recorder import Recorder
 from wallaroo_nb.metrics.store import MetricsStore
-from wallaroo_nb.notebook.dashboard import EchoSafeBokehModel
+from wallaroo_nb.notebook.bokeh_widget import EchoSafeBokehModel
 from wallaroo_nb.notebook.report import write_report
 
 FAKE_APP = '''

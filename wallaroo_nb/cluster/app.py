@@ -351,6 +351,36 @@ class App:
         """Counted events (filtered, errors, late, dropped) per step and worker."""
         return self._metrics.counters(window)
 
+    def flow(self) -> dict:
+        """Counts and watermarks from every worker, for the live views: messages each
+        source has read ({source id: n}) and each sink step has taken ({step id: n})
+        since the start, and each window step's watermark per worker ({step id: [ns,
+        ...]}, -inf before the first). Ids index app.plan.sources and app.plan.steps."""
+        flow: dict = {"sources": {sp.id: 0 for sp in self.plan.sources}, "sinks": {},
+                      "watermarks": {}}
+        for part in self._call("flow", timeout=5):
+            for sid, n in part["sources"].items():
+                flow["sources"][sid] += n
+            for sid, n in part["sinks"].items():
+                flow["sinks"][sid] = flow["sinks"].get(sid, 0) + n
+            for sid, wm in part["watermarks"].items():
+                flow["watermarks"].setdefault(sid, []).append(wm)
+        return flow
+
+    def graph(self, interval: float = 1.0, window: str = "1min") -> Any:
+        """The dataflow as a live picture: sources, steps and sinks, each edge with its
+        rate, each step with its p99 latency and errors over ``window``."""
+        from ..notebook.graph_view import graph_view
+
+        return graph_view(self, interval=interval, window=window)
+
+    def window_timeline(self, step: str, interval: float = 0.25) -> Any:
+        """Event time against processing time for a range-window step, live: the
+        watermark and each window's span until it fires."""
+        from ..notebook.timeline import window_timeline
+
+        return window_timeline(self, step, interval=interval)
+
     def dashboard(self, interval: float = 1.0, window: str = "5min") -> Any:
         """A live latency and throughput view (ipywidgets + bokeh) that updates while
         the app runs and stops by itself when the app stops."""
@@ -392,6 +422,12 @@ class App:
         except Exception:
             metrics = None
         return summary_html(self.status(), metrics)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        """In a kernel, the App shows itself as a live view: summary and dataflow graph."""
+        from ..notebook.graph_view import app_view_bundle
+
+        return app_view_bundle(self)
 
     def __repr__(self) -> str:
         return f"<App {self.name!r} workers={self.workers} {'running' if self.running else 'stopped'}>"

@@ -1,6 +1,7 @@
 """The driver's requests a worker answers between two chunks: status, state,
-trigger (close event windows) and update (hot reload). Each takes the worker and
-the request's keyword arguments and returns plain, picklable data."""
+trigger (close event windows), update (hot reload) and flow (for the live views).
+Each takes the worker and the request's keyword arguments and returns plain,
+picklable data."""
 
 from __future__ import annotations
 
@@ -73,6 +74,17 @@ def op_update(w: Any, step: str, fn: bytes) -> str:
     return s.name
 
 
+def op_flow(w: Any) -> dict:
+    """What the notebook's live views draw, cumulative since start: messages each
+    source read and each sink step took, and each window step's watermark (ns)."""
+    rt = w.rt
+    return {
+        "sources": {r.id: r.count for r in w.sources},
+        "sinks": dict(rt.sink_counts),
+        "watermarks": {sid: runner.watermark for sid, runner in rt.windows.items()},
+    }
+
+
 def _fields(st: Any) -> dict:
     try:
         return dict(plain_state(st))
@@ -80,4 +92,5 @@ def _fields(st: Any) -> dict:
         return {"state": st}
 
 
-OPS = {"status": op_status, "state": op_state, "trigger": op_trigger, "update": op_update}
+OPS = {"status": op_status, "state": op_state, "trigger": op_trigger, "update": op_update,
+       "flow": op_flow}

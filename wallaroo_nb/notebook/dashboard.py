@@ -12,14 +12,14 @@ from __future__ import annotations
 import html
 import threading
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
 from bokeh.models import ColumnDataSource
-from jupyter_bokeh import BokehModel
 
+from . import bokeh_widget
+from .bokeh_widget import EchoSafeBokehModel
 from .live import LiveBox
 from .report import bins_columns, empty_history, history_columns, make_plots
 
@@ -27,64 +27,14 @@ INTERVAL = 1.0  # seconds between updates
 ROLLOVER = 300  # rows kept in the plots: five minutes of seconds
 NAMES_EVERY = 10  # ticks between full refreshes of the worker list
 CATEGORY_ORDER = {"pipeline": 0, "computation": 1, "worker": 2}
-_ECHOED = frozenset({"ColumnsStreamed", "ColumnsPatched"})
-
-_bokehjs_loaded = False
-
-
-class EchoSafeBokehModel(BokehModel):
-    """BokehModel that ignores changes echoed back by the browser.
-
-    jupyter_bokeh 4.1's view re-sends every document event it applied from the
-    kernel, and `BokehModel._sync_model` would apply streamed columns a second
-    time (doubling the Python-side data). Only the kernel streams here, so any
-    incoming ColumnsStreamed/ColumnsPatched is an echo; so is a ModelChanged of
-    an attribute listed in `kernel_owned` ({model: attrs}), which a late echo
-    would otherwise roll back to an old value.
-    """
-
-    def __init__(
-        self, model: Any, lock: Any = None, kernel_owned: dict[Any, Iterable[str]] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(model, **kwargs)
-        self._doc_lock = lock if lock is not None else threading.RLock()
-        self._kernel_owned = {
-            (m.id, attr) for m, attrs in (kernel_owned or {}).items() for attr in attrs
-        }
-
-    def close(self) -> None:
-        """Close once; BokehModel.close raises KeyError when called again (e.g. by __del__)."""
-        if getattr(self, "_wnb_closed", False):
-            return
-        self._wnb_closed = True
-        super().close()
-
-    def _sync_model(self, model: Any, content: dict, buffers: list) -> None:
-        if content.get("event") == "jsevent" and self._is_echo(content):
-            return
-        with self._doc_lock:  # the updater thread changes the same document
-            super()._sync_model(model, content, buffers)
-
-    def _is_echo(self, content: dict) -> bool:
-        kind = content.get("kind")
-        if kind in _ECHOED:
-            return True
-        if kind == "ModelChanged":
-            ref = content.get("model")
-            model_id = ref.get("id") if isinstance(ref, dict) else None
-            return (model_id, content.get("attr")) in self._kernel_owned
-        return False
 
 
 class Dashboard(LiveBox):
     """The live view; `close()` stops its thread. Build it with `dashboard(app)`."""
 
     _thread_name = "wallaroo_nb-dashboard"
-    # jupyter_bokeh sends each change as several comm messages; a browser view that
-    # subscribes in the middle of one reads every later change out of step and never
-    # draws data. So: no change until the output has surely been displayed, and the
-    # first data goes out as one full widget state (update_from_model), not a patch.
+    # no change until the output has surely been displayed; the first data goes out
+    # as one full widget state (see EchoSafeBokehModel.full_sync)
     _first_wait = 1.0
 
     def __init__(self, app: Any, interval: float = INTERVAL, window: str = "5min") -> None:
@@ -149,7 +99,7 @@ class Dashboard(LiveBox):
                 self.history_source.data = cols
                 self._last_ms = cols["time"][-1] if cols["time"] else float("-inf")
                 if not self._synced and cols["time"]:
-                    self.plot.update_from_model(self.plot._model)
+                    self.plot.full_sync()
                     self._synced = True
             else:
                 new = [i for i, t in enumerate(cols["time"]) if t > self._last_ms]
@@ -209,23 +159,5 @@ def dashboard(
     BokehJS is published inline into the notebook once per kernel (no CDN).
     """
     if load_bokehjs:
-        _load_bokehjs()
+        bokeh_widget.load_bokehjs()
     return Dashboard(app, interval=interval, window=window)
-
-
-def _load_bokehjs() -> None:
-    global _bokehjs_loaded
-    if _bokehjs_loaded:
-        return
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - ipywidgets brings IPython
-        return
-    shell = get_ipython()
-    if shell is None or not hasattr(shell, "kernel"):
-        return  # not in a kernel: nothing to load into
-    from bokeh.io.notebook import load_notebook
-    from bokeh.resources import INLINE
-
-    load_notebook(resources=INLINE, hide_banner=True)
-    _bokehjs_loaded = True

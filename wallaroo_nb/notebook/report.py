@@ -1,8 +1,9 @@
 """The latency plots as bokeh figures, and a standalone HTML report of them.
 
 The live dashboard builds its plots with `make_plots`; `write_report` writes
-the same plots for every pipeline, computation and worker into one HTML file
-with BokehJS inline, for runs without Jupyter (no CDN, no server).
+the same plots for every pipeline, computation and worker, and an App's
+dataflow picture (as the live graph view draws it), into one HTML file with
+BokehJS inline, for runs without Jupyter (no CDN, no server).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from bokeh.layouts import column
 from bokeh.models import ColumnDataSource, Div, FactorRange, LayoutDOM
 from bokeh.plotting import figure
 from bokeh.resources import INLINE
+
+from .graph_plot import GraphPlot
+from .graph_stats import edge_labels, look, node_stats
+from .topology import topology
 
 PERCENTILES = (  # column, legend, colour
     ("p50_us", "p50", "#1f77b4"),
@@ -97,7 +102,8 @@ def make_plots(history: ColumnDataSource, bins: ColumnDataSource) -> tuple[Layou
 def write_report(source: Any, path: str | Path, window: str = "5min", title: str = "") -> Path:
     """Write the plots for every series (all workers) and a summary table to one HTML file.
 
-    `source` is an App (metrics, metrics_history, ...) or a MetricsStore.
+    `source` is an App (metrics, metrics_history, ...; its dataflow picture comes
+    first) or a MetricsStore.
     """
     frame, history, bins, names = _queries(source)
     summary = frame(window=window)
@@ -106,6 +112,9 @@ def write_report(source: Any, path: str | Path, window: str = "5min", title: str
         Div(text=f"<h1>{html.escape(title)}</h1>"),
         Div(text=summary.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–")),
     ]
+    if hasattr(source, "plan"):  # an App: the dataflow picture with its numbers
+        parts.append(Div(text="<h2>dataflow</h2>"))
+        parts.append(dataflow_figure(source, window))
     for category, name in names():
         hist_src = ColumnDataSource(history_columns(history(category, name, "all", window=window)))
         bins_src = ColumnDataSource(bins_columns(bins(category, name, "all", window=window)))
@@ -115,6 +124,21 @@ def write_report(source: Any, path: str | Path, window: str = "5min", title: str
     out = Path(path)
     out.write_text(file_html(column(*parts), resources=INLINE, title=title), encoding="utf-8")
     return out
+
+
+def dataflow_figure(app: Any, window: str) -> LayoutDOM:
+    """The live view's dataflow picture with how many messages went over `window`."""
+    flow = None
+    if getattr(app, "running", False):
+        try:
+            flow = app.flow()
+        except Exception:  # a report of a stopping app goes without flow counts
+            flow = None
+    plot = GraphPlot(topology(app.plan), title=f"{app.name}: messages, p99 and errors "
+                     f"over the last {window}")
+    seen = look(app, window, flow=flow)
+    plot.set_numbers(node_stats(plot.topo, seen), edge_labels(plot.topo, seen, live=False))
+    return plot.figure
 
 
 def _queries(source: Any) -> tuple[Callable, ...]:
