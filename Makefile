@@ -1,10 +1,10 @@
-# Two entry points that work on a fresh machine: `make demo` and `make test`.
+# Entry points that work on a fresh machine: `make demo`, `make test` and `make lab`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lab lint bench clean
 
 $(STAMP): pyproject.toml wallaroo_nb/engine/_timer.c
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml wallaroo_nb/engine/_timer.c
 
 demo: $(STAMP)
 	$(BIN)/wallaroo-nb demo --workers 2
+
+# JupyterLab on notebooks/ with the wallaroo_nb kernel spec installed into .venv; prints
+# its URL (no browser opens without a display). Ctrl-C stops it and its kernels.
+lab: $(STAMP)
+	$(BIN)/wallaroo-nb lab $(LAB_ARGS)
 
 test: $(STAMP)
 	@if [ -f .ci/install-browser.sh ]; then bash .ci/install-browser.sh; fi

@@ -18,6 +18,8 @@ COMMANDS = {
     "demo": ("wallaroo_nb.demo", "run a word count on worker processes and print the results"),
     "install-kernel": ("wallaroo_nb.notebook.kernelspec",
                        "install the 'Python 3 (wallaroo_nb)' Jupyter kernel"),
+    "lab": ("wallaroo_nb.notebook.lab",
+            "open JupyterLab on the tutorials (installs the kernel spec if needed)"),
 }
 
 
