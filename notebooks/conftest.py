@@ -1,11 +1,12 @@
-"""nbval runs of the tutorials: the wallaroo_nb kernel spec, and no app left running.
+"""nbval runs of the tutorials: kernel specs in a private dir, and no app left running.
 
     .venv/bin/python -m pytest -p no:cacheprovider --nbval notebooks \\
-        --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-kernel-name wallaroo_nb
+        --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-kernel-name python3
 
-Before any kernel starts, the "Python 3 (wallaroo_nb)" kernel spec (run by this
-interpreter, loading the %wallaroo magic) is written into a temporary directory
-put first on JUPYTER_PATH, so a clean checkout needs no installed spec and the
+Before any kernel starts, two kernel specs run by this interpreter are written into
+a temporary directory put first on JUPYTER_PATH: the plain "python3" (the tests use
+it: a tutorial loads what it needs itself) and "wallaroo_nb" (which loads the
+%wallaroo magic at start). So a clean checkout needs no installed spec and the
 user's own specs are never touched. Kernels get a private IPYTHONDIR too.
 
 After the last cell of each notebook, while its kernel still runs, no wallaroo_nb
@@ -36,6 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     tmp = Path(tempfile.mkdtemp(prefix="wallaroo-nbval-"))
     write_kernel_spec(tmp / "jupyter" / "kernels" / KERNEL_NAME)
+    write_kernel_spec(tmp / "jupyter" / "kernels" / "python3", with_extension=False)
     (tmp / "ipython").mkdir()
     saved = {k: os.environ.get(k) for k in ("JUPYTER_PATH", "IPYTHONDIR")}
     os.environ["JUPYTER_PATH"] = os.pathsep.join(

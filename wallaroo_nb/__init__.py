@@ -50,6 +50,20 @@ _LAZY = {
 }
 
 
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext wallaroo_nb``: the ``%wallaroo`` magic, in any Python kernel."""
+    from .notebook.extension import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext wallaroo_nb``."""
+    from .notebook.extension import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib

@@ -1,4 +1,4 @@
-"""Run tutorials top to bottom in a fresh wallaroo_nb kernel and store their outputs.
+"""Run tutorials top to bottom in a fresh kernel and store their outputs.
 
     .venv/bin/python notebooks/tools/store_outputs.py              # every NN_*.ipynb
     .venv/bin/python notebooks/tools/store_outputs.py notebooks/03_watching_latency.ipynb
@@ -8,7 +8,11 @@ tutorial, store its outputs again with this and review the diff. Heavy outputs a
 not stored: a cell marked `# NBVAL_IGNORE_OUTPUT` whose output loads BokehJS or
 shows a widget is cleared (the inline BokehJS alone is ~1 MB, and a widget has no
 state to show once saved), and the notebook's saved widget state is dropped.
-The kernel runs in the notebook's directory, as under nbval and in JupyterLab.
+The kernel runs in the notebook's directory, as under nbval and in JupyterLab, and
+is the plain "Python 3 (ipykernel)" run by this interpreter, as under nbval: a
+tutorial loads what it needs itself. Its temporary files (TMPDIR) are deleted after
+the run; the notebook's metadata keeps naming the wallaroo_nb kernel, which
+`make lab` installs.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1]
 HEAVY = ("application/javascript", "application/vnd.bokehjs_load.v0+json",
          "application/vnd.bokehjs_exec.v0+json", "application/vnd.jupyter.widget-view+json")
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (wallaroo_nb)", "language": "python"}
+RUN_KERNEL = "python3"
 
 
 def heavy(cell: nbformat.NotebookNode) -> bool:
@@ -54,16 +59,23 @@ def execute(path: Path, timeout: int = 120) -> float:
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     with tempfile.TemporaryDirectory(prefix="wallaroo-store-") as tmp:
         kernels = Path(tmp) / "kernels"
-        write_kernel_spec(kernels / KERNEL_NAME)
-        (Path(tmp) / "ipython").mkdir()
+        write_kernel_spec(kernels / RUN_KERNEL, with_extension=False)
+        for sub in ("ipython", "tmp"):
+            (Path(tmp) / sub).mkdir()
         ksm = KernelSpecManager()
-        ksm.kernel_dirs = [str(kernels)] + list(ksm.kernel_dirs)
-        km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm)
-        client = NotebookClient(nb, km=km, timeout=timeout, kernel_name=KERNEL_NAME,
+        ksm.kernel_dirs = [str(kernels)]
+        km = KernelManager(kernel_name=RUN_KERNEL, kernel_spec_manager=ksm)
+        client = NotebookClient(nb, km=km, timeout=timeout, kernel_name=RUN_KERNEL,
                                 resources={"metadata": {"path": str(path.parent)}})
         t0 = time.monotonic()
-        client.execute(env={**os.environ, "IPYTHONDIR": str(Path(tmp) / "ipython")})
+        try:
+            client.execute(env={**os.environ, "IPYTHONDIR": str(Path(tmp) / "ipython"),
+                                "TMPDIR": str(Path(tmp) / "tmp")})
+        finally:  # nbclient leaves running a kernel it was handed
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
         took = time.monotonic() - t0
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)  # nbclient wrote the running kernel's
     nbformat.write(lighten(nb), str(path))
     return took
 

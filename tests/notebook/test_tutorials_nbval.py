@@ -1,19 +1,22 @@
-"""The tutorials in notebooks/: each runs under nbval in a fresh wallaroo_nb kernel, and
-nbval's checks there can fail.
+"""The tutorials in notebooks/: each runs under nbval in a fresh plain Python kernel,
+leaves the repository as it was, and nbval's checks there can fail.
 
 Each tutorial is run by nbval in its own pytest process, exactly as a developer would:
 
     .venv/bin/python -m pytest -p no:cacheprovider --nbval notebooks/01_first_pipeline.ipynb \\
-        --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-kernel-name wallaroo_nb
+        --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-kernel-name python3
 
-(notebooks/conftest.py provides the kernel spec and fails a notebook that leaves a
-process running). The static checks keep the stored notebooks small and honest: the
-right kernel, no inline BokehJS, and outputs that nbval actually compares.
+The kernel is the plain "Python 3 (ipykernel)" (no wallaroo_nb extension preloaded):
+a tutorial loads what it needs itself. notebooks/conftest.py provides the kernel specs
+and fails a notebook that leaves a process running. The static checks keep the stored
+notebooks small and honest: the right kernel, no inline BokehJS, and outputs that nbval
+actually compares.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -39,13 +42,25 @@ KERNELSPEC = {"name": "wallaroo_nb", "display_name": "Python 3 (wallaroo_nb)",
 STOPS = re.compile(r"\.stop\(\)|with w\.run\(|\.terminate\(\)")
 
 
-def nbval(*paths: Path, cwd: Path = ROOT, timeout: float = 240) -> subprocess.CompletedProcess:
-    """Run nbval on `paths` in a pytest subprocess; its output is in .stdout."""
+def nbval(*paths: Path, cwd: Path = ROOT, tmp: Path | None = None,
+          timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run nbval on `paths` in a pytest subprocess (kernels' TMPDIR: `tmp`); output in .stdout."""
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--nbval",
            *map(str, paths), "--nbval-sanitize-with", str(SANITIZE),
-           "--nbval-kernel-name", "wallaroo_nb", "-o", "addopts=", "-o", "timeout=200"]
+           "--nbval-kernel-name", "python3", "-o", "addopts=", "-o", "timeout=200"]
+    env = dict(os.environ, TMPDIR=str(tmp)) if tmp is not None else None
     return subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
+
+
+def repo_changes() -> tuple[str, list]:
+    """`git status --porcelain` (untracked files one by one) and every file under
+    notebooks/ (ignored ones too, bytecode caches aside): what a tutorial could litter."""
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    files = sorted(str(p.relative_to(ROOT)) for p in NOTEBOOKS.rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts)
+    return status, files
 
 
 def code_cells(nb: nbformat.NotebookNode) -> list:
@@ -87,10 +102,16 @@ def test_stored_notebook_is_small_and_honest(path):
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
-def test_tutorial_passes_nbval(path):
-    result = nbval(path)
+def test_tutorial_passes_nbval_and_leaves_the_repository_as_it_was(path, tmp_path):
+    before = repo_changes()
+    result = nbval(path, tmp=tmp_path)
     assert result.returncode == 0, result.stdout[-6000:]
     assert re.search(r"\d+ passed", result.stdout), result.stdout[-2000:]
+    # Tutorials write into a temporary directory only: in a clean checkout `git status
+    # --porcelain` stays empty, and nothing appears under notebooks/, ignored or not.
+    after = repo_changes()
+    assert after[0] == before[0], f"git status changed:\n{before[0]}---\n{after[0]}"
+    assert after[1] == before[1], f"new files: {sorted(set(after[1]) - set(before[1]))}"
 
 
 def copy_test_setup(tmp_path: Path) -> None:
@@ -111,7 +132,7 @@ def test_nbval_fails_when_a_result_changes(tmp_path):
                 changed += 1
     assert changed == 1
     nbformat.write(nb, str(tmp_path / "01_changed.ipynb"))
-    result = nbval(tmp_path / "01_changed.ipynb", cwd=tmp_path)
+    result = nbval(tmp_path / "01_changed.ipynb", cwd=tmp_path, tmp=tmp_path)
     assert result.returncode != 0, result.stdout[-3000:]
     assert "1 failed" in result.stdout and "34 results" in result.stdout, result.stdout[-3000:]
 
@@ -128,13 +149,14 @@ def test_nbval_fails_a_notebook_that_leaves_an_app_running(tmp_path):
     nb.cells[0].execution_count = 1
     nbformat.write(nb, str(tmp_path / "leaves_app.ipynb"))
     before = {p.pid for p in psutil.process_iter()}
-    result = nbval(tmp_path / "leaves_app.ipynb", cwd=tmp_path)
+    result = nbval(tmp_path / "leaves_app.ipynb", cwd=tmp_path, tmp=tmp_path)
     assert result.returncode != 0, result.stdout[-3000:]
     assert "still ran after the last cell" in result.stdout, result.stdout[-3000:]
     assert "1 passed, 1 error" in result.stdout, result.stdout[-3000:]
-    workers = []
+    workers = []  # of this checkout's interpreter: other checkouts may run tests meanwhile
     for p in psutil.process_iter(["pid", "cmdline"]):
-        if p.pid not in before and "wallaroo_nb.engine.worker" in " ".join(p.info["cmdline"] or []):
+        cmd = p.info["cmdline"] or []
+        if p.pid not in before and cmd[:1] == [sys.executable] and "wallaroo_nb.engine.worker" in cmd:
             workers.append(p.pid)
     assert not workers, f"workers {workers} outlived the nbval run"
 
@@ -148,3 +170,16 @@ def test_sanitizer_patterns_are_valid_and_targeted():
     sample = json.dumps({"counts": [33, 4, 986, 0.75], "text": "33 results, total 45"})
     for regex, replace in pairs:
         assert re.sub(regex, replace, sample) == sample, regex
+
+
+def test_the_repository_check_sees_a_stray_file():
+    """What the nbval tests compare changes when a file appears next to the tutorials."""
+    before = repo_changes()
+    stray = NOTEBOOKS / "stray-output.txt"
+    stray.write_text("left behind")
+    try:
+        after = repo_changes()
+    finally:
+        stray.unlink()
+    assert "?? notebooks/stray-output.txt" in after[0] and after[0] != before[0]
+    assert "notebooks/stray-output.txt" in after[1] and repo_changes() == before

@@ -18,31 +18,31 @@ DISPLAY_NAME = "Python 3 (wallaroo_nb)"
 EXTENSION = "wallaroo_nb.notebook.extension"
 
 
-def kernel_spec(python: str = sys.executable) -> dict[str, Any]:
+def kernel_spec(python: str = sys.executable, with_extension: bool = True) -> dict[str, Any]:
     """The kernel.json contents for a kernel run by `python`.
 
     `extra_extensions` (not `extensions`) adds ours without replacing the user's own list.
+    Without the extension it is the plain "Python 3 (ipykernel)" kernel (tests use it to
+    show that the tutorials need nothing more).
     """
+    argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    if not with_extension:
+        return {"argv": argv, "display_name": "Python 3 (ipykernel)", "language": "python",
+                "metadata": {"debugger": True}}
     return {
-        "argv": [
-            python,
-            "-m",
-            "ipykernel_launcher",
-            "-f",
-            "{connection_file}",
-            f"--InteractiveShellApp.extra_extensions={EXTENSION}",
-        ],
+        "argv": argv + [f"--InteractiveShellApp.extra_extensions={EXTENSION}"],
         "display_name": DISPLAY_NAME,
         "language": "python",
         "metadata": {"debugger": True},
     }
 
 
-def write_kernel_spec(directory: str | Path, python: str = sys.executable) -> Path:
+def write_kernel_spec(directory: str | Path, python: str = sys.executable,
+                      with_extension: bool = True) -> Path:
     """Write kernel.json into `directory` (created if needed); return the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(kernel_spec(python), indent=1) + "\n"
+    text = json.dumps(kernel_spec(python, with_extension), indent=1) + "\n"
     (directory / "kernel.json").write_text(text, encoding="utf-8")
     return directory
 

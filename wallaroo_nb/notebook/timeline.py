@@ -47,7 +47,9 @@ class WindowTimeline(LiveBox):
     """The live plot; `close()` stops its thread. Build it with `window_timeline`."""
 
     _thread_name = "wallaroo_nb-window-timeline"
-    _first_wait = 1.0  # no change before the view exists (see EchoSafeBokehModel.full_sync)
+    # It looks from the start (a window may open early), but changes the plot only once
+    # the view surely exists (see EchoSafeBokehModel.full_sync).
+    _show_after = 1.0
 
     def __init__(self, app: Any, step: str, interval: float = INTERVAL) -> None:
         spec = range_spec(app, step)
@@ -62,6 +64,7 @@ class WindowTimeline(LiveBox):
         self._lock = threading.RLock()
         self._synced = False
         self._last_wm: list = []
+        self._wm_rows: list = []  # watermark samples not yet in the plot
         self.watermarks = ColumnDataSource(self._empty_watermarks(), name=WATERMARK_NAME)
         self.windows = ColumnDataSource(_window_columns([]), name=WINDOWS_NAME)
         self.ends = ColumnDataSource({"t": []})
@@ -94,15 +97,19 @@ class WindowTimeline(LiveBox):
         now = time.monotonic() - self._t0
         with self._lock:
             self._note(spans, wms, now)
-            wm_row = self._watermark_row(now, wms)
+            self._wm_rows.append(self._watermark_row(now, wms))
+            if now < self._show_after:
+                return
             self.windows.data = _window_columns([self._row(w) for w in self._fired] + [
                 self._row(dict(w, span=span), now) for span, w in self._open.items()])
+            rows = {k: [r[k] for r in self._wm_rows] for k in self._wm_rows[0]}
+            self._wm_rows.clear()
             if not self._synced:
-                self.watermarks.data = {k: [v] for k, v in wm_row.items()}
+                self.watermarks.data = rows
                 self.plot.full_sync()
                 self._synced = True
             else:
-                self.watermarks.stream({k: [v] for k, v in wm_row.items()}, rollover=4000)
+                self.watermarks.stream(rows, rollover=4000)
         self._set_status()
 
     def _note(self, spans: dict, wms: list, now: float) -> None:
