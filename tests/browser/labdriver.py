@@ -87,21 +87,16 @@ def lab_environment(workdir: Path) -> dict[str, str]:
         IPYTHONDIR=str(dirs["ipython"]),
         JUPYTER_PLATFORM_DIRS="0",
         PYTHONUNBUFFERED="1",
+        TMPDIR=str(workdir / "tmp"),  # what the kernels' notebooks write goes here too
     )
+    (workdir / "tmp").mkdir(exist_ok=True)
     return env
 
 
-def write_kernel_specs(data_dir: Path) -> None:
-    """Kernel specs `python3` and `wallaroo_nb`, both run by this (the venv's) Python."""
-    kernels = data_dir / "kernels"
-    python3 = {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
-    (kernels / "python3").mkdir(parents=True, exist_ok=True)
-    (kernels / "python3" / "kernel.json").write_text(json.dumps(python3, indent=1))
-    write_kernel_spec(kernels / "wallaroo_nb")
+def write_kernel_specs(data_dir: Path, kernels: tuple[str, ...]) -> None:
+    """Kernel specs among `python3` (plain) and `wallaroo_nb`, run by this (the venv's) Python."""
+    for name in kernels:
+        write_kernel_spec(data_dir / "kernels" / name, with_extension=name == "wallaroo_nb")
 
 
 def write_lab_settings(settings_dir: Path) -> None:
@@ -112,8 +107,9 @@ def write_lab_settings(settings_dir: Path) -> None:
         path.write_text(json.dumps(values))
 
 
-def lab_command(workdir: Path) -> list[str]:
-    """argv for a JupyterLab on 127.0.0.1, OS-chosen port, no auth, all state under `workdir`."""
+def lab_command(workdir: Path, kernels: tuple[str, ...]) -> list[str]:
+    """argv for a JupyterLab on 127.0.0.1, OS-chosen port, no auth, all state under `workdir`,
+    offering the kernel specs `kernels` and no other (not even the venv's own)."""
     return [
         sys.executable, "-m", "jupyterlab",
         "--no-browser",
@@ -129,19 +125,26 @@ def lab_command(workdir: Path) -> list[str]:
         f"--LabApp.workspaces_dir={workdir / 'workspaces'}",
         "--LabApp.extension_manager=readonly",  # no package-index lookups
         "--LabApp.expose_app_in_browser=True",  # window.jupyterapp, to read cell outputs
-    ] + (["--allow-root"] if os.geteuid() == 0 else [])
+    ] + [f"--KernelSpecManager.allowed_kernelspecs={name}" for name in kernels] + (
+        ["--allow-root"] if os.geteuid() == 0 else [])
 
 
-def start_lab(workdir: Path, timeout: float = 120.0) -> LabServer:
-    """Start JupyterLab with its state under `workdir`; return once it answers HTTP."""
+def start_lab(workdir: Path, kernels: tuple[str, ...] = ("python3",),
+              timeout: float = 120.0) -> LabServer:
+    """Start JupyterLab with its state under `workdir`; return once it answers HTTP.
+
+    It offers the kernel specs `kernels` only: by default the plain Python 3 one, so
+    the tutorials run as they would where the wallaroo_nb spec is not installed (the
+    venv may have one: `make lab` installs it there).
+    """
     env = lab_environment(workdir)
     (workdir / "root").mkdir(exist_ok=True)
-    write_kernel_specs(Path(env["JUPYTER_DATA_DIR"]))
+    write_kernel_specs(Path(env["JUPYTER_DATA_DIR"]), kernels)
     write_lab_settings(workdir / "settings")
     log_path = workdir / "lab.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            lab_command(workdir), env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+            lab_command(workdir, kernels), env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
     server = LabServer(proc, "", workdir / "root", log_path)
@@ -291,12 +294,13 @@ def copy_notebook(src: Path, root_dir: Path, name: str | None = None) -> str:
 _WORKSPACES = itertools.count(1)
 
 
-def open_notebook(page: Page, rel_path: str, timeout: float = 90_000) -> None:
+def open_notebook(page: Page, rel_path: str, timeout: float = 90_000, base_url: str = "") -> None:
     """Open `rel_path` (relative to the server root) in Lab; wait for its kernel to be idle.
 
     Each call uses a new workspace, so Lab does not restore tabs from earlier tests.
+    `base_url` is another Lab's (default: the browser context's).
     """
-    page.goto(f"lab/workspaces/t{next(_WORKSPACES)}/tree/{rel_path}")
+    page.goto(f"{base_url}lab/workspaces/t{next(_WORKSPACES)}/tree/{rel_path}")
     page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").wait_for(timeout=timeout)
     wait_for_kernel_idle(page, timeout)
 
@@ -340,6 +344,8 @@ CELL_STATE_JS = """
     return {
       prompt: (cell.node.querySelector('.jp-InputArea-prompt')?.textContent || '').trim(),
       errors: outputs.filter(o => o.output_type === 'error').map(o => `${o.ename}: ${o.evalue}`),
+      stderr: outputs.filter(o => o.output_type === 'stream' && o.name === 'stderr')
+        .map(o => Array.isArray(o.text) ? o.text.join('') : o.text),
     };
   })
 """
@@ -363,9 +369,10 @@ def run_all_cells(page: Page, timeout: float = 120_000) -> list[dict]:
     return page.evaluate(CELL_STATE_JS)
 
 
-def run_notebook_in_lab(page: Page, rel_path: str, timeout: float = 120_000) -> list[dict]:
+def run_notebook_in_lab(page: Page, rel_path: str, timeout: float = 120_000,
+                        base_url: str = "") -> list[dict]:
     """Open `rel_path` in Lab, run all its cells, and fail if any cell did not run cleanly."""
-    open_notebook(page, rel_path, timeout)
+    open_notebook(page, rel_path, timeout, base_url)
     cells = run_all_cells(page, timeout)
     not_run = [i for i, c in enumerate(cells) if not re.search(r"\[\d+\]", c["prompt"])]
     errors = [(i, c["errors"]) for i, c in enumerate(cells) if c["errors"]]
@@ -403,6 +410,27 @@ def wait_for_bokeh_rows(page: Page, source: str, at_least: int, timeout: float =
         arg=[source, at_least], timeout=timeout, polling=200,
     )
     return bokeh_data_lengths(page)[source]
+
+
+BOKEH_COLUMN_JS = """
+([name, column]) => {
+  let found = null;
+  for (const doc of (window.Bokeh && window.Bokeh.documents) || []) {
+    for (const m of doc._all_models.values()) {
+      if (m.name !== name || !m.data) continue;
+      const data = m.data instanceof Map ? Object.fromEntries(m.data) : m.data;
+      if (column in data) found = Array.from(data[column]);
+    }
+  }
+  return found;
+}
+"""
+
+
+def bokeh_column(page: Page, source: str, column: str) -> list | None:
+    """Column `column` of the BokehJS data source named `source` (the last one drawn), as
+    the browser has it now; None if there is none."""
+    return page.evaluate(BOKEH_COLUMN_JS, [source, column])
 
 
 def bokeh_canvas(page: Page):

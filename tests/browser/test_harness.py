@@ -17,6 +17,9 @@ from labdriver import (
     copy_notebook,
     run_notebook_in_lab,
     screenshot,
+    shutdown_kernels,
+    start_lab,
+    stop_lab,
     wait_for_bokeh_rows,
     watch_js_errors,
 )
@@ -78,13 +81,24 @@ def test_js_errors_are_caught(lab_browser):
         page.close()
 
 
-def test_wallaroo_kernel_loads_the_magic_in_lab(page, lab_server):
+def test_wallaroo_kernel_loads_the_magic_in_lab(page, tmp_path):
+    """In a Lab of its own: the session's Lab offers the plain Python 3 kernel only."""
+    lab = start_lab(tmp_path, kernels=("python3", "wallaroo_nb"))
+    try:
+        run_magic_notebook(page, lab)
+    finally:
+        shutdown_kernels(page)
+        page.goto("about:blank")  # away before its server goes
+        stop_lab(lab)
+
+
+def run_magic_notebook(page, lab_server):
     nb = new_notebook(cells=[new_code_cell("%wallaroo status")],
                       metadata={"kernelspec": {"name": "wallaroo_nb",
                                                "display_name": "Python 3 (wallaroo_nb)",
                                                "language": "python"}})
     nbformat.write(nb, str(lab_server.root_dir / "magic.ipynb"))
-    run_notebook_in_lab(page, "magic.ipynb")
+    run_notebook_in_lab(page, "magic.ipynb", base_url=lab_server.url)
     expect(page.locator(".jp-OutputArea-output").first).to_have_text(
         "No running wallaroo_nb apps.", timeout=30_000)
     expect(page.locator(".jp-NotebookPanel-toolbar .jp-KernelName")).to_have_text(

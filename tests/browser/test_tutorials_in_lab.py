@@ -1,24 +1,37 @@
-"""Tutorials 3 and 4 in a real JupyterLab in headless Chromium, as a person would use them.
+"""Every tutorial in a real JupyterLab in headless Chromium, as a person would use it,
+with no wallaroo_nb kernel spec installed: Lab falls back to the plain Python 3 kernel
+and each tutorial loads what it needs itself.
 
-Tutorial 3: Run > Run All Cells; while the app runs (about twelve seconds of paced
-readings) the dashboard's plot is drawn and its data grows; when the last cell stops
-the app, the dashboard says so. Tutorial 4: run the cells down to the live window
-controls, click "close window" with the mouse, and the table of emitted windows gains
-rows; choose one key in the menu and close only its window; then run the rest, which
-stops the app. Any JavaScript error fails the test (see conftest.py's `page`).
-Screenshots go to the test's tmp dir.
+Each test opens its tutorial (a copy without outputs) in the one Lab of the session and
+runs every cell: no cell may end in an error or write to stderr, every cell must run,
+and any JavaScript error fails the test (see conftest.py's `page`). Beyond that:
+
+- Tutorial 1: the dataflow picture of the running word count is drawn (four boxes) and
+  its labels change while the app runs (rates on the arrows, counts on the boxes);
+  once the app stops they show how many messages went along each arrow.
+- Tutorial 3: the dashboard's plot is drawn and its data grows while the app runs; when
+  the last cell stops the app, the dashboard says so and stops.
+- Tutorial 4: clicking "close window" with the mouse adds rows to the table of emitted
+  windows, for all keys and for one; the window timeline's watermark grows while its
+  app runs, and all three windows end up drawn as fired.
+
+Screenshots go to each test's tmp dir.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
 from pathlib import Path
 
 import pytest
 from labdriver import (
+    BOKEH_COLUMN_JS,
     CELL_STATE_JS,
     CELLS_SETTLED_JS,
     bokeh_canvas,
+    bokeh_column,
     bokeh_data_lengths,
     click_button,
     click_menu,
@@ -29,7 +42,12 @@ from labdriver import (
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from wallaroo_nb.notebook.graph_plot import EDGES_NAME, NODES_NAME
+from wallaroo_nb.notebook.timeline import WATERMARK_NAME, WINDOWS_NAME
+
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+PLAIN_KERNEL = "Python 3 (ipykernel)"
+RATE = re.compile(r"\d[\d,.]*k?/s")
 
 # Rows of the dashboard's history data source (the one with a p99 column) in BokehJS.
 HISTORY_ROWS_JS = """
@@ -47,6 +65,14 @@ HISTORY_ROWS_JS = """
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_wallaroo_kernel_spec(lab_server):
+    """The precondition of every test here: the Lab knows the plain python3 kernel only."""
+    with urllib.request.urlopen(lab_server.url + "api/kernelspecs", timeout=30) as response:
+        specs = json.loads(response.read())["kernelspecs"]
+    assert sorted(specs) == ["python3"], sorted(specs)
+
+
 def history_rows(page: Page) -> int:
     """Rows in the dashboard's history plot data in the browser; -1 if there is no plot."""
     return page.evaluate(HISTORY_ROWS_JS)
@@ -59,12 +85,26 @@ def wait_for_history_rows(page: Page, at_least: int, timeout: float = 60_000) ->
 
 
 def wait_until_cells_settled(page: Page, timeout: float = 120_000) -> list[dict]:
-    """Wait until no cell is queued or running; return the cells' states, checked clean."""
+    """Wait until no cell is queued or running; return the cells' states, checked clean:
+    no error, nothing on stderr."""
     page.wait_for_function(CELLS_SETTLED_JS, timeout=timeout, polling=250)
     cells = page.evaluate(CELL_STATE_JS)
     errors = [(i, c["errors"]) for i, c in enumerate(cells) if c["errors"]]
     assert not errors, f"cells raised: {errors}"
+    stderr = [(i, c["stderr"]) for i, c in enumerate(cells) if c["stderr"]]
+    assert not stderr, f"cells wrote to stderr: {stderr}"
     return cells
+
+
+def all_ran(cells: list[dict]) -> bool:
+    return all(re.search(r"\[\d+\]", c["prompt"]) for c in cells)
+
+
+def open_tutorial(page: Page, lab_server, name: str) -> None:
+    """Open a clean copy of notebooks/`name`; its kernel must be the plain Python 3 one."""
+    open_notebook(page, copy_notebook(NOTEBOOKS / name, lab_server.root_dir))
+    expect(page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-NotebookPanel-toolbar "
+                        ".jp-KernelName")).to_have_text(PLAIN_KERNEL)
 
 
 def code_cell(page: Page, text: str):
@@ -86,11 +126,73 @@ def select_cell(page: Page, text: str) -> None:
     assert text in source, f"selected cell {index} is not the one with {text!r}: {source!r}"
 
 
+def wait_for_labels(page: Page, test: str, timeout: float = 60_000, not_equal=None) -> list:
+    """The graph's edge labels once JS predicate `test(labels)` holds (and they differ from
+    `not_equal`, when given)."""
+    page.wait_for_function(
+        f"""([src, old]) => {{
+          const labels = (({BOKEH_COLUMN_JS})([src, 'text'])) || [];
+          return ({test})(labels) && JSON.stringify(labels) !== JSON.stringify(old);
+        }}""", arg=[EDGES_NAME, not_equal], timeout=timeout, polling=100)
+    return bokeh_column(page, EDGES_NAME, "text")
+
+
+@pytest.mark.timeout(300)
+def test_tutorial_1_dataflow_picture_moves_while_the_app_runs(page, lab_server, tmp_path):
+    open_tutorial(page, lab_server, "01_first_pipeline.ipynb")
+    click_menu(page, "Run", "Run All Cells")
+
+    view = code_cell(page, "slow_poem = ").locator(".jp-OutputArea-output").last
+    view.wait_for(state="attached", timeout=90_000)
+    view.scroll_into_view_if_needed(timeout=30_000)
+    has_rate = "labels => labels.some(t => /\\d[\\d,.]*k?\\/s/.test(t))"
+    try:
+        first = wait_for_labels(page, has_rate, timeout=90_000)
+    except PlaywrightTimeout:
+        raise AssertionError(
+            f"no rates on the picture; edges {bokeh_column(page, EDGES_NAME, 'text')}, "
+            f"nodes {bokeh_column(page, NODES_NAME, 'stats')}, view: {view.inner_text()}; "
+            f"cells: {page.evaluate(CELL_STATE_JS)}") from None
+    assert bokeh_column(page, NODES_NAME, "name") == ["lines", "split", "count word",
+                                                      "collector"]
+    assert "key_by" in first[1], first
+    canvas = view.locator("canvas").first
+    box = canvas.bounding_box()
+    assert box is not None and box["width"] > 500 and box["height"] > 100, box
+    expect(view).to_contain_text("wallaroo_nb app app")  # the summary above the picture
+    stats = bokeh_column(page, NODES_NAME, "stats")
+    screenshot(page, tmp_path / "01-picture-running.png")
+
+    # While the app runs (rates on the arrows), the labels move on.
+    later = wait_for_labels(page, has_rate, timeout=30_000, not_equal=first)
+    assert all(RATE.search(t) for t in later), later
+    assert bokeh_column(page, NODES_NAME, "stats") != stats
+
+    cells = wait_until_cells_settled(page)
+    assert all_ran(cells), cells
+    # Stopped: the picture keeps how many messages went along each arrow.
+    final = wait_for_labels(page, "labels => labels.every(t => / msgs$/.test(t))",
+                            timeout=30_000)
+    assert final[1].startswith("key_by\n"), final
+    view.scroll_into_view_if_needed()
+    screenshot(page, tmp_path / "01-picture-stopped.png")
+    print(f"labels {first} -> {later} -> {final}; screenshots in {tmp_path}")
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("name", ["02_keyed_state.ipynb", "05_errors.ipynb",
+                                  "06_command_line.ipynb"])
+def test_tutorial_runs_clean(page, lab_server, name):
+    open_tutorial(page, lab_server, name)
+    click_menu(page, "Run", "Run All Cells")
+    cells = wait_until_cells_settled(page)
+    assert all_ran(cells), cells
+
+
 @pytest.mark.timeout(300)
 def test_tutorial_3_dashboard_draws_and_grows_while_the_app_runs(page, lab_server, js_errors,
                                                                 tmp_path):
-    rel = copy_notebook(NOTEBOOKS / "03_watching_latency.ipynb", lab_server.root_dir)
-    open_notebook(page, rel)
+    open_tutorial(page, lab_server, "03_watching_latency.ipynb")
     click_menu(page, "Run", "Run All Cells")
 
     # Watch the dashboard, as a person would: scroll its output into view (Lab skips
@@ -115,7 +217,7 @@ def test_tutorial_3_dashboard_draws_and_grows_while_the_app_runs(page, lab_serve
     screenshot(page, tmp_path / "03-dashboard-streaming.png")
 
     cells = wait_until_cells_settled(page)
-    assert all(re.search(r"\[\d+\]", c["prompt"]) for c in cells), cells
+    assert all_ran(cells), cells
     # The last cell stopped the app: the dashboard says so and the data stops growing.
     status = page.locator(".jp-OutputArea-output .widget-html", has_text="not updating")
     expect(status).to_contain_text("app stopped", timeout=30_000)
@@ -131,9 +233,8 @@ def test_tutorial_3_dashboard_draws_and_grows_while_the_app_runs(page, lab_serve
 
 
 @pytest.mark.timeout(300)
-def test_tutorial_4_close_window_button_adds_rows(page, lab_server, tmp_path):
-    rel = copy_notebook(NOTEBOOKS / "04_windows.ipynb", lab_server.root_dir)
-    open_notebook(page, rel)
+def test_tutorial_4_close_window_button_and_the_window_timeline(page, lab_server, tmp_path):
+    open_tutorial(page, lab_server, "04_windows.ipynb")
 
     # Run everything above the `app.trigger` cell: the live app runs, its controls show.
     select_cell(page, "live.trigger(")
@@ -169,12 +270,25 @@ def test_tutorial_4_close_window_button_adds_rows(page, lab_server, tmp_path):
     expect(rows.first.locator("td").nth(1)).to_have_text("s1")  # newest first
     screenshot(page, tmp_path / "04-after-closing-s1.png")
 
-    # The rest of the notebook: the trigger cell, live.stop(), the other windows.
+    # The rest: the trigger cell, live.stop(), the other windows and the timeline.
     select_cell(page, "live.trigger(")
     click_menu(page, "Run", "Run Selected Cell and All Below")
+    timeline = code_cell(page, "paced.window_timeline(").locator(".jp-OutputArea-output").last
+    timeline.wait_for(state="attached", timeout=90_000)
+    timeline.scroll_into_view_if_needed(timeout=30_000)
+    grows = f"([src, n]) => ((({BOKEH_COLUMN_JS})([src, 't'])) || []).length >= n"
+    page.wait_for_function(grows, arg=[WATERMARK_NAME, 1], timeout=90_000, polling=100)
+    first = len(bokeh_column(page, WATERMARK_NAME, "t"))
+    page.wait_for_function(grows, arg=[WATERMARK_NAME, first + 4], timeout=30_000, polling=100)
+    screenshot(page, tmp_path / "04-timeline-running.png")
+
     cells = wait_until_cells_settled(page)
-    assert all(re.search(r"\[\d+\]", c["prompt"]) for c in cells), cells
+    assert all_ran(cells), cells
     expect(status).to_contain_text("app stopped; not updating", timeout=30_000)
     expect(controls.locator("button.widget-button")).to_be_disabled()
     expect(page.locator(".jp-OutputArea-output", has_text="windows closed: 3")).to_have_count(1)
+    labels = bokeh_column(page, WINDOWS_NAME, "label")
+    assert labels == ["[0, 10) fired", "[10, 20) fired", "[20, 30) fired"], labels
+    timeline.scroll_into_view_if_needed()
+    screenshot(page, tmp_path / "04-timeline-done.png")
     print(f"screenshots in {tmp_path}")

@@ -16,9 +16,10 @@ from bokeh.plotting import figure
 
 from .topology import Topology
 
-COLUMN_PX = 250  # horizontal distance between columns
+COLUMN_PX = 200  # horizontal distance between columns, while the picture fits
+MAX_WIDTH_PX, MIN_COLUMN_PX = 800, 170  # a notebook's output area; wider ones get narrower
 ROW_PX = 120  # vertical distance between nodes of a column
-NODE_W, NODE_H = 0.56, 0.6  # box size in columns / rows
+NODE_W, NODE_H = 0.64, 0.6  # box size in columns / rows
 COLOURS = {"source": "#d9f0d3", "sink": "#e0e0e0", "window": "#e5d8f0",
            "state": "#fde0c5", "state_multi": "#fde0c5"}
 COMPUTATION_COLOUR = "#d6e6f5"
@@ -79,8 +80,9 @@ class GraphPlot:
 
     def _figure(self, title: str) -> Any:
         cols, rows = self.topo.columns, self.topo.rows
+        column_px = max(MIN_COLUMN_PX, min(COLUMN_PX, MAX_WIDTH_PX // cols))
         fig = figure(
-            title=title, width=max(360, cols * COLUMN_PX), height=max(170, rows * ROW_PX + 60),
+            title=title, width=max(360, cols * column_px), height=max(170, rows * ROW_PX + 60),
             x_range=Range1d(-0.5, cols - 0.5), y_range=Range1d(-rows / 2, rows / 2),
             tools="save", toolbar_location=None,
         )
@@ -103,7 +105,7 @@ class GraphPlot:
                  text_baseline="top", y_offset=2, text_font_size="9px", text_line_height=1.3)
         fig.text("x", "y", text="text", source=self.edge_labels, text_align="center",
                  text_baseline="bottom", y_offset=-4, text_font_size="9px",
-                 text_color="#333333")
+                 text_color="#333333", text_line_height=1.3)
         return fig
 
     def _arrows(self, fig: Any, hop: str, colour: str, dash: str) -> None:

@@ -94,7 +94,7 @@ def node_stats(topo: Topology, seen: Look) -> dict:
         elif node.kind in COMPUTATION_KINDS:
             parts.append(f"p99 {_latency(comp.get(node.name))}")
         elif node.kind == "sink":
-            parts.append(f"p99 {_latency(_pipeline_row(pipes, node.pipeline))} end to end")
+            parts.append(f"p99 {_latency(_pipeline_row(pipes, node.pipeline))} from source")
             parts.append(_count_text(seen.totals.get(node.key), "out"))
         if node.kind not in ("source", "sink"):
             parts.append(f"{errors:,} error{'s' if errors != 1 else ''}")
@@ -149,7 +149,8 @@ def _number(v: Any) -> Optional[float]:
 
 
 def edge_labels(topo: Topology, seen: Look, live: bool = True) -> dict:
-    """(src key, dst key) -> the edge's label: its hop kind and rate (live) or count."""
+    """(src key, dst key) -> the edge's label: its hop kind (a routing hop) over its rate
+    (live) or count."""
     comp = _rows(seen.metrics, "computation")
     values = seen.rates if live else seen.totals
     out = {}
@@ -166,7 +167,7 @@ def edge_labels(topo: Topology, seen: Look, live: bool = True) -> dict:
             v = values.get(src.key)
         text = "" if v is None else (rate_text(v) if live else f"{int(v):,} msgs")
         hop = "" if e.hop == "fused" else e.hop
-        out[(e.src, e.dst)] = " · ".join(t for t in (hop, text) if t)
+        out[(e.src, e.dst)] = "\n".join(t for t in (hop, text) if t)
     return out
 
 
