@@ -9,9 +9,11 @@ import time
 
 import pandas as pd
 import pytest
+from bokeh.models import Arrow
 from nbkernel import code_notebook, text_output
 
 import wallaroo_nb as w
+from wallaroo_nb.notebook.graph_plot import ERROR_LINE, GraphPlot
 from wallaroo_nb.notebook.graph_stats import CountRates, Look, edge_labels, node_stats
 from wallaroo_nb.notebook.topology import topology
 from wallaroo_nb.plan import make_plan
@@ -86,6 +88,17 @@ def test_topology_lays_the_plan_out_left_to_right_and_marks_routing_hops():
     rows = sorted(by_name[n].row for n in ("collector", "callback", "collector (2)"))
     assert rows == [-1.0, 0.0, 1.0]
     assert by_name["Count"].row > by_name["total"].row
+
+
+def test_the_picture_draws_routing_hops_dashed_and_boxes_with_errors_red():
+    plot = GraphPlot(topology(merged_plan()))
+    arrows = {(a.line_color, a.line_dash): len(a.source.data["x0"])
+              for a in plot.figure.center if isinstance(a, Arrow)}
+    assert arrows == {("#777777", "solid"): 5, ("#d62728", "dashed"): 2, ("#9467bd", "dashed"): 2}
+    total = next(n.key for n in plot.topo.nodes if n.name == "total")
+    plot.set_numbers({total: ("p99 1 µs\n2 errors", 2)}, {})
+    lines = dict(zip(plot.nodes.data["name"], plot.nodes.data["line"]))
+    assert lines["total"] == ERROR_LINE and lines["parse"] != ERROR_LINE
 
 
 def frame(rows: list) -> pd.DataFrame:
@@ -197,7 +210,8 @@ print("PIDS", *app.pids)
 '''
 
 SHOW_APP = '''
-app
+%load_ext wallaroo_nb
+%wallaroo show app
 '''
 
 WATCH = '''
@@ -223,13 +237,23 @@ assert final == ["400 msgs", "key_by\\n400 msgs", "400 msgs"], final
 assert "app stopped" in g.status.value
 '''
 
+CLOSE = '''
+again = w.run(w.source("n", w.IterableSourceConfig("n", list(range(100)), rate=50))
+              .to_sink(w.CollectorSinkConfig()), workers=1)
+g2 = again.graph()
+assert g2.updating
+g2.close()
+assert g2.wait_stopped(3) and again.running, "close() stops the view, not the app"
+again.stop()
+'''
+
 
 def test_app_display_is_a_live_picture_that_moves_then_stops(run_notebook):
-    nb = run_notebook(code_notebook(LIVE_APP, SHOW_APP, WATCH, kernel_name="python3"),
+    nb = run_notebook(code_notebook(LIVE_APP, SHOW_APP, WATCH, CLOSE, kernel_name="python3"),
                       timeout=120)
-    start, show, watch = nb.cells
+    start, show, watch, close = nb.cells
     data = [o.data for o in show.outputs if o.output_type == "execute_result"][0]
-    assert WIDGET in data, "the App displays as a live widget in a kernel"
+    assert WIDGET in data, "the App (here from %wallaroo show) displays as a live widget"
     assert "wallaroo_nb app" in data["text/html"]  # the summary, for frontends without widgets
     assert data["text/plain"].startswith("<App 'app'")
     assert "moved" in text_output(watch) and "final" in text_output(watch)

@@ -86,14 +86,17 @@ def api(base: str, token: str, path: str, body: dict | None = None) -> dict:
 
 
 @pytest.mark.timeout(180)
-def test_lab_serves_the_notebooks_prints_its_url_and_ctrl_c_stops_everything(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+def test_lab_serves_the_notebooks_prints_its_url_and_a_signal_stops_everything(
+        tmp_path, stop_signal):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     nbformat.write(nbformat.v4.new_notebook(), str(notebooks / "hello.ipynb"))
     env = isolated_env(tmp_path)
     with open(tmp_path / "lab.log", "wb") as log:
         proc = subprocess.Popen(
-            [WALLAROO_NB, "lab", "--port", "0", "--notebook-dir", str(notebooks)], env=env,
+            [WALLAROO_NB, "lab", "--port", "0", "--notebook-dir", str(notebooks),
+             "--ServerApp.shutdown_no_activity_timeout=3600"], env=env,
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True)
     everything: list = []
     try:
@@ -106,6 +109,8 @@ def test_lab_serves_the_notebooks_prints_its_url_and_ctrl_c_stops_everything(tmp
         # One server, in the notebook dir, told not to open a browser (no display here).
         (server,) = psutil.Process(proc.pid).children()
         assert "-m jupyterlab" in cmdline(server) and "--no-browser" in cmdline(server)
+        # an option `lab` does not know goes to JupyterLab
+        assert "--ServerApp.shutdown_no_activity_timeout=3600" in cmdline(server)
         names = [c["name"] for c in api(base, token, "api/contents")["content"]]
         assert names == ["hello.ipynb"], (names, (tmp_path / "lab.log").read_text()[-3000:])
         assert KERNEL_NAME in api(base, token, "api/kernelspecs")["kernelspecs"]
@@ -119,7 +124,7 @@ def test_lab_serves_the_notebooks_prints_its_url_and_ctrl_c_stops_everything(tmp
             everything = psutil.Process(proc.pid).children(recursive=True)
         time.sleep(1)  # let the kernel finish starting: shutting it down is then the real path
 
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+        proc.send_signal(stop_signal)  # SIGINT: what Ctrl-C in the terminal sends
         assert proc.wait(60) == 0, (tmp_path / "lab.log").read_text()[-3000:]
         _, alive = psutil.wait_procs(everything, timeout=30)
         assert not alive, f"left running: {[p.cmdline() for p in alive]}"
@@ -153,3 +158,14 @@ def test_a_spec_of_another_python_that_wins_is_named(tmp_path):
     with pytest.raises(RuntimeError, match=f"uses the one in {other}, which runs another Python"):
         ensure_kernel_spec(ksm, prefix=str(prefix))
 
+
+
+def test_a_shadowing_spec_stops_the_command_with_a_clear_message(monkeypatch, capsys):
+    from wallaroo_nb.cli import main
+
+    def shadowed():
+        raise RuntimeError("Jupyter uses the one in /elsewhere, which runs another Python")
+
+    monkeypatch.setattr("wallaroo_nb.notebook.lab.ensure_kernel_spec", shadowed)
+    assert main(["lab", "--port", "0"]) == 2
+    assert "wallaroo-nb lab: Jupyter uses the one in /elsewhere" in capsys.readouterr().err

@@ -53,3 +53,18 @@ def test_timeline_sees_windows_fire_when_the_watermark_passes_their_end():
     assert windows["label"] == ["[0, 10) fired", "[10, 20) fired", "[20, 30) fired"]
     assert windows["fire_at"] == [13.0, 23.0, 33.0]
     assert wm_samples > 10 and "3 fired" in status and "0 window(s) open" in status
+
+
+def test_wall_clock_event_times_are_shown_from_an_origin():
+    """Without an event_time function a message's event time is its ingest time."""
+    numbers = w.source("n", w.IterableSourceConfig("n", list(range(60)), rate=30))
+    with w.run(numbers.key_by(lambda x: x % 2).to(range_windows(w.seconds(1)).over(Count))
+               .to_sink(w.CollectorSinkConfig()), workers=2) as app:
+        view = window_timeline(app, "Count", interval=0.1, load_bokehjs=False)
+        app.wait(timeout=60)
+        time.sleep(0.5)
+        fired = view.fired
+        status = view.status.value
+    assert len(fired) >= 2 and (fired["end_s"] - fired["start_s"] == 1.0).all(), fired
+    assert fired["start_s"].between(0, 60).all(), fired  # not 1.7e9 s since 1970
+    assert "event time in s since" in status
