@@ -173,7 +173,7 @@ def test_tutorial_1_dataflow_picture_moves_while_the_app_runs(page, lab_server, 
     # Stopped: the picture keeps how many messages went along each arrow.
     final = wait_for_labels(page, "labels => labels.every(t => / msgs$/.test(t))",
                             timeout=30_000)
-    assert final[1].startswith("key_by\n"), final
+    assert final[1].startswith("key_by\n") and final[2] == "1,320 msgs", final
     view.scroll_into_view_if_needed()
     screenshot(page, tmp_path / "01-picture-stopped.png")
     print(f"labels {first} -> {later} -> {final}; screenshots in {tmp_path}")

@@ -174,6 +174,19 @@ def test_echoed_stream_and_data_changes_are_ignored():
     guarded.close()  # idempotent, unlike BokehModel.close
 
 
+def test_a_view_that_drew_the_document_asks_once_for_all_the_data():
+    fig = figure()
+    fig.line([0, 1], [0, 1])
+    model = EchoSafeBokehModel(fig)
+    assert not model.take_redraw()
+    # what BokehJS sends once a view has drawn the document (seen from jupyter_bokeh 4.1)
+    ready = {"kind": "MessageSent", "msg_type": "bokeh_event", "event": "jsevent",
+             "msg_data": {"type": "event", "name": "document_ready", "values": {"type": "map"}}}
+    model._sync_model(model, ready, [])
+    assert model.take_redraw() and not model.take_redraw()
+    model.close()
+
+
 def test_report_is_one_standalone_html_file_with_the_data(tmp_path):
     store = MetricsStore()
     now = time.time()

@@ -19,7 +19,7 @@ import pandas as pd
 from bokeh.models import ColumnDataSource
 
 from . import bokeh_widget
-from .bokeh_widget import EchoSafeBokehModel
+from .bokeh_widget import FIRST_CHANGE_AFTER_S, EchoSafeBokehModel
 from .live import LiveBox
 from .report import bins_columns, empty_history, history_columns, make_plots
 
@@ -33,10 +33,7 @@ class Dashboard(LiveBox):
     """The live view; `close()` stops its thread. Build it with `dashboard(app)`."""
 
     _thread_name = "wallaroo_nb-dashboard"
-    # no change until the output has surely been displayed; the first data goes out
-    # as one full widget state (see EchoSafeBokehModel.full_sync)
-    _first_wait = 1.0
-
+    _first_wait = FIRST_CHANGE_AFTER_S  # see EchoSafeBokehModel
     def __init__(self, app: Any, interval: float = INTERVAL, window: str = "5min") -> None:
         self._window = window
         self._lock = threading.RLock()
@@ -47,7 +44,6 @@ class Dashboard(LiveBox):
         self._last_tick = 0.0  # time.monotonic() of the last successful update
         self._names: list = []
         self._quiet = False  # set while the thread rewrites the dropdown
-        self._synced = False  # the first data went out as a full widget state
 
         self.history_source = ColumnDataSource(empty_history())
         self.bins_source = ColumnDataSource(bins_columns(pd.DataFrame(columns=["bin", "percent", "count"])))
@@ -79,8 +75,9 @@ class Dashboard(LiveBox):
         if names != self._names or tick % NAMES_EVERY == 0 or self._selection is None:
             self._names = names
             self._refresh_options(app.metrics(window=self._window))
+        redraw = self.plot.take_redraw()  # a browser view has just drawn: send it all
         with self._lock:
-            selection, reset = self._selection, self._reset
+            selection, reset = self._selection, self._reset or redraw
             self._reset = False
         if selection is None:
             self._set_status("waiting for metrics…")
@@ -98,9 +95,6 @@ class Dashboard(LiveBox):
             if reset:
                 self.history_source.data = cols
                 self._last_ms = cols["time"][-1] if cols["time"] else float("-inf")
-                if not self._synced and cols["time"]:
-                    self.plot.full_sync()
-                    self._synced = True
             else:
                 new = [i for i, t in enumerate(cols["time"]) if t > self._last_ms]
                 if new:
@@ -109,7 +103,7 @@ class Dashboard(LiveBox):
                     )
                     self._last_ms = cols["time"][new[-1]]
             self._last_tick = time.monotonic()
-            if bins != dict(self.bins_source.data):
+            if redraw or bins != dict(self.bins_source.data):
                 self._bin_range.factors = bins["bin"]
                 self.bins_source.data = bins
         self._set_status(_summary(hist, selection))

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import ipywidgets as widgets
 
 from . import bokeh_widget
-from .bokeh_widget import EchoSafeBokehModel
+from .bokeh_widget import FIRST_CHANGE_AFTER_S, EchoSafeBokehModel
 from .graph_plot import GraphPlot
 from .graph_stats import CountRates, edge_labels, look, node_stats
 from .live import LiveBox
@@ -28,6 +28,7 @@ from .topology import topology
 
 INTERVAL = 1.0
 WINDOW = "1min"
+SETTLE_S = 0.5  # before the last look at a stopped app
 LEGEND = ("<small>solid arrow: a direct call in the same process · dashed red: "
           "<b>key_by</b>, each message goes to the worker that owns its key · dashed "
           "purple: one partition · numbers on arrows: messages per second</small>")
@@ -37,7 +38,7 @@ class GraphView(LiveBox):
     """The live dataflow picture; `close()` stops its thread. Build with `graph_view`."""
 
     _thread_name = "wallaroo_nb-graph"
-    _first_wait = 1.0  # no change before the view exists (see EchoSafeBokehModel.full_sync)
+    _first_wait = FIRST_CHANGE_AFTER_S  # see EchoSafeBokehModel
 
     def __init__(self, app: Any, interval: float = INTERVAL, window: str = WINDOW,
                  summary: bool = False) -> None:
@@ -45,7 +46,6 @@ class GraphView(LiveBox):
         self._lock = threading.RLock()
         self._rates = CountRates()
         self._last_flow: Optional[dict] = None
-        self._synced = False
         self.graph = GraphPlot(topology(app.plan),
                                title=f"{app.name}: p99 and errors over the last {window}")
         self.plot = EchoSafeBokehModel(self.graph.figure, lock=self._lock, kernel_owned={
@@ -62,17 +62,18 @@ class GraphView(LiveBox):
 
     def _tick(self, app: Any, running: bool, tick: int) -> None:
         """Running: rates on the edges. Stopped: how many messages went (a last look)."""
-        flow = _flow(app) if running else None
-        self._last_flow = flow or self._last_flow
+        if running:
+            self._last_flow = _flow(app) or self._last_flow
+        else:  # the workers' last metrics reach the App while it stops: give them a moment
+            self._wake.wait(SETTLE_S)
+            self._last_flow = final_flow(app, self._last_flow)
         seen = look(app, self._window, self._rates if running else None, time.monotonic(),
                     self._last_flow)
         topo = self.graph.topo
         stats, labels = node_stats(topo, seen), edge_labels(topo, seen, live=running)
-        with self._lock:
+        with self._lock:  # whole columns each time: a view drawn late catches up at once
+            self.plot.take_redraw()
             self.graph.set_numbers(stats, labels)
-            if not self._synced:
-                self.plot.full_sync()
-                self._synced = True
         if self._with_summary and not self._closed:
             self.summary.value = _safe_summary(app)
         self._set_status()
@@ -88,6 +89,24 @@ def _flow(app: Any) -> Optional[dict]:
         return app.flow()
     except Exception:  # stopping, or a worker busy: this look goes without flow counts
         return None
+
+
+def final_flow(app: Any, last: Optional[dict]) -> Optional[dict]:
+    """A stopped app's flow counts: the last look's, made exact where the app's final
+    status says (it counts what all sources read and all sinks took when it stopped: the
+    exact totals of an app with one source or one sink)."""
+    try:
+        status = app.status()
+    except Exception:
+        return last
+    flow = {"sources": dict((last or {}).get("sources", {})),
+            "sinks": dict((last or {}).get("sinks", {}))}
+    sinks = [s.id for s in app.plan.steps if s.kind == "sink"]
+    if len(app.plan.sources) == 1 and status.get("events_in") is not None:
+        flow["sources"][app.plan.sources[0].id] = status["events_in"]
+    if len(sinks) == 1 and status.get("events_out") is not None:
+        flow["sinks"][sinks[0]] = status["events_out"]
+    return flow
 
 
 def _safe_summary(app: Any) -> str:

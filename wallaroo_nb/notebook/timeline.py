@@ -31,10 +31,11 @@ from bokeh.models import ColumnDataSource, Legend
 from bokeh.plotting import figure
 
 from . import bokeh_widget
-from .bokeh_widget import EchoSafeBokehModel
+from .bokeh_widget import FIRST_CHANGE_AFTER_S, EchoSafeBokehModel
 from .live import LiveBox
 
 INTERVAL = 0.25
+ROLLOVER = 4000  # watermark samples kept: over 16 minutes at the default interval
 NS = 1_000_000_000
 ABSOLUTE_NS = 10**18  # event times beyond this (2001 on) are wall-clock: shown from an origin
 WORKER_COLOURS = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#bcbd22")
@@ -47,9 +48,8 @@ class WindowTimeline(LiveBox):
     """The live plot; `close()` stops its thread. Build it with `window_timeline`."""
 
     _thread_name = "wallaroo_nb-window-timeline"
-    # It looks from the start (a window may open early), but changes the plot only once
-    # the view surely exists (see EchoSafeBokehModel.full_sync).
-    _show_after = 1.0
+    # It looks from the start (a window may open early) but changes the plot only
+    # after FIRST_CHANGE_AFTER_S (see EchoSafeBokehModel).
 
     def __init__(self, app: Any, step: str, interval: float = INTERVAL) -> None:
         spec = range_spec(app, step)
@@ -62,9 +62,10 @@ class WindowTimeline(LiveBox):
         self._open: dict = {}  # (start, end) ns -> {"opened": s, "keys": n}
         self._fired: list = []  # {"span", "opened", "fired", "wm", "keys"}, in firing order
         self._lock = threading.RLock()
-        self._synced = False
         self._last_wm: list = []
+        self._ended_at: float | None = None  # when the watermark became infinite
         self._wm_rows: list = []  # watermark samples not yet in the plot
+        self._drawing = False  # the plot has had its first data
         self.watermarks = ColumnDataSource(self._empty_watermarks(), name=WATERMARK_NAME)
         self.windows = ColumnDataSource(_window_columns([]), name=WINDOWS_NAME)
         self.ends = ColumnDataSource({"t": []})
@@ -98,19 +99,27 @@ class WindowTimeline(LiveBox):
         with self._lock:
             self._note(spans, wms, now)
             self._wm_rows.append(self._watermark_row(now, wms))
-            if now < self._show_after:
-                return
-            self.windows.data = _window_columns([self._row(w) for w in self._fired] + [
-                self._row(dict(w, span=span), now) for span, w in self._open.items()])
-            rows = {k: [r[k] for r in self._wm_rows] for k in self._wm_rows[0]}
-            self._wm_rows.clear()
-            if not self._synced:
-                self.watermarks.data = rows
-                self.plot.full_sync()
-                self._synced = True
-            else:
-                self.watermarks.stream(rows, rollover=4000)
+            if now >= FIRST_CHANGE_AFTER_S:
+                self._draw(now)
         self._set_status()
+
+    def _draw(self, now: float) -> None:
+        """Put what the looks found into the plot (under the lock); all of it the first
+        time and when a browser view has just drawn the plot."""
+        self.windows.data = _window_columns([self._row(w) for w in self._fired] + [
+            self._row(dict(w, span=span), now) for span, w in self._open.items()])
+        rows = {k: [r[k] for r in self._wm_rows] for k in self._wm_rows[0]}
+        self._wm_rows.clear()
+        redraw = self.plot.take_redraw() or not self._drawing
+        self._drawing = True
+        if redraw:
+            self.watermarks.data = {k: (list(v) + rows[k])[-ROLLOVER:]
+                                    for k, v in self.watermarks.data.items()}
+        else:
+            self.watermarks.stream(rows, rollover=ROLLOVER)
+        ends = {"t": [] if self._ended_at is None else [self._ended_at]}
+        if redraw or ends != dict(self.ends.data):
+            self.ends.data = ends
 
     def _note(self, spans: dict, wms: list, now: float) -> None:
         """Open what is new, close what is gone (it fired), mark the end of the stream."""
@@ -123,9 +132,8 @@ class WindowTimeline(LiveBox):
         for span, keys in spans.items():
             w = self._open.setdefault(span, {"opened": now, "keys": keys})
             w["keys"] = max(w["keys"], keys)
-        ended = bool(wms) and all(w == math.inf for w in wms)
-        if ended and not self.ends.data["t"]:
-            self.ends.data = {"t": [now]}
+        if self._ended_at is None and wms and all(w == math.inf for w in wms):
+            self._ended_at = now
         self._last_wm = list(wms)
 
     def _watermark_row(self, now: float, wms: list) -> dict:
