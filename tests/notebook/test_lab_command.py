@@ -140,6 +140,32 @@ def test_lab_serves_the_notebooks_prints_its_url_and_a_signal_stops_everything(
         proc.wait(10)
 
 
+@pytest.mark.timeout(120)
+def test_killing_the_command_outright_stops_jupyterlab_too(tmp_path):
+    env = isolated_env(tmp_path)
+    proc = subprocess.Popen([WALLAROO_NB, "lab", "--port", "0", "--notebook-dir", str(tmp_path)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, text=True)
+    server = []
+    try:
+        read_until_url(proc, lines_of(proc.stdout))
+        server = psutil.Process(proc.pid).children()
+        assert len(server) == 1 and "-m jupyterlab" in cmdline(server[0])
+        proc.kill()  # SIGKILL: no chance to stop the server itself
+        proc.wait(10)
+        _, alive = psutil.wait_procs(server, timeout=30)
+        assert not alive, "JupyterLab outlived the killed command"
+    finally:
+        for p in server:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def test_kernel_spec_is_installed_into_the_prefix_once(tmp_path):
     prefix = tmp_path / "env"
     ksm = KernelSpecManager(kernel_dirs=[str(prefix / "share" / "jupyter" / "kernels")])

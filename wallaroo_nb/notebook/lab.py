@@ -6,8 +6,8 @@
    child process, with `--no-browser` where there is no display, and prints the
    URL (with its token) once the server listens.
 3. Ctrl-C or SIGTERM stops JupyterLab, which shuts its kernels down (and with
-   them any app a notebook left running); if this command is killed outright,
-   JupyterLab gets SIGTERM from the kernel (Linux).
+   them any app a notebook left running); if this command is killed outright
+   (SIGKILL), Linux sends JupyterLab SIGTERM (a parent-death signal).
 
 Options it does not know go to JupyterLab unchanged.
 """
