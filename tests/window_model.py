@@ -24,6 +24,7 @@ def _never(value: Any) -> bool:
 def range_model(events: list, range_: int, slide: int, delay: int = 0, policy: str = "drop",
                 rejects: Callable[[Any], bool] = _never) -> tuple[dict, int, int]:
     """Return (key -> [(start, end, values)], late count, dropped count)."""
+    policy = policy.replace("_", "-")  # the underscore spellings are aliases
     wm = -math.inf
     open_windows: dict = {}  # (key, k) -> values
     fired: dict = defaultdict(list)
@@ -51,14 +52,14 @@ def range_model(events: list, range_: int, slide: int, delay: int = 0, policy: s
                     open_windows.setdefault((key, k), []).append(value)
             continue
         late += 1
-        if policy == "drop" or (policy == "place_in_oldest_window" and wm == math.inf):
+        if policy == "drop" or (policy == "place-in-oldest-window" and wm == math.inf):
             dropped += 1  # nothing is open after the end of the stream
         elif rejects(value):
             pass
-        elif policy == "fire_per_message":
+        elif policy == "fire-per-message":
             k = max(mine)
             fired[key].append((k * slide, k * slide + range_, [value]))
-        else:  # place_in_oldest_window: the lowest window the watermark has not closed
+        else:  # place-in-oldest-window: the lowest window the watermark has not closed
             k = max(mine) + 1
             while closed(k):
                 k += 1
@@ -68,11 +69,15 @@ def range_model(events: list, range_: int, slide: int, delay: int = 0, policy: s
     return dict(fired), late, dropped
 
 
-def count_model(events: list, count: int, rejects: Callable[[Any], bool] = _never) -> dict:
-    """Return key -> [(first ordinal, end ordinal, values)], partial windows fired at the end."""
+def count_model(events: list, count: int, rejects: Callable[[Any], bool] = _never,
+                timeout: int | None = None) -> dict:
+    """Return key -> [(first ordinal, end ordinal, values)], partial windows fired at the
+    end and, with a ``timeout``, whenever the watermark has gone ``timeout`` past the
+    first watermark or the watermark that last fired them."""
     current: dict = defaultdict(list)
     done: dict = defaultdict(int)  # messages of the key in fired windows
     fired: dict = defaultdict(list)
+    wm, last_fired = -math.inf, None
 
     def fire(key: Any) -> None:
         values = current.pop(key)
@@ -80,6 +85,15 @@ def count_model(events: list, count: int, rejects: Callable[[Any], bool] = _neve
         done[key] += len(values)
 
     for ev in events:
+        if ev[0] == "w" and ev[1] > wm and ev[1] != math.inf:
+            wm = ev[1]
+            if timeout is not None and last_fired is None:
+                last_fired = wm
+            elif timeout is not None and wm - last_fired >= timeout:
+                last_fired = wm
+                for key in list(current):
+                    fire(key)
+            continue
         if ev[0] != "m" or rejects(ev[2]):
             continue
         current[ev[1]].append(ev[2])

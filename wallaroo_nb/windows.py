@@ -17,7 +17,13 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Optional
 
-LATE_DATA_POLICIES = ("drop", "fire_per_message", "place_in_oldest_window")
+# Late-data policies as Wallaroo spells them; the underscore forms are aliases.
+LATE_DATA_POLICIES = ("drop", "fire-per-message", "place-in-oldest-window")
+LATE_DATA_ALIASES = {"fire_per_message": "fire-per-message",
+                     "place_in_oldest_window": "place-in-oldest-window"}
+# Wallaroo's count windows time out every 5 s (TumblingCountWindows.timeout_interval):
+# then every key's partial window fires.
+COUNT_TIMEOUT_NS = 5_000_000_000
 _REQUIRED = ("initial_accumulator", "update", "combine", "output")
 # positional arguments each method takes (besides self)
 _ARITY = {"initial_accumulator": (0,), "update": (2,), "combine": (2,), "output": (2, 3)}
@@ -111,6 +117,7 @@ class WindowSpec:
     delay_ns: int = 0
     late_data_policy: str = "drop"
     count: Optional[int] = None
+    timeout_ns: Optional[int] = None  # count windows: partial windows fire this often
     fire_when: Optional[Callable[[Any], bool]] = None
     trigger_in_closing_window: bool = True
     output_takes_window: bool = False
@@ -133,6 +140,9 @@ class WindowSpec:
             _check_range(self)
         elif self.kind == "count":
             _check_positive_int(self.count, "count", self.name, "count_windows(n) counts messages")
+            if self.timeout_ns is not None:
+                _check_positive_int(self.timeout_ns, "the timeout (ns)", self.name,
+                                    "use the time units, e.g. wallaroo_nb.seconds(5), or None")
         elif self.kind == "event":
             if self.fire_when is not None and not callable(self.fire_when):
                 raise ValueError(
@@ -140,6 +150,12 @@ class WindowSpec:
                     f"got {type(self.fire_when).__name__}")
         else:
             raise ValueError(f"window step {self.name!r}: unknown window kind {self.kind!r}")
+
+
+def late_data_policy_name(policy: Any) -> Any:
+    """Wallaroo's spelling of a late-data policy (aliases mapped; anything else as is,
+    for validation to reject with a message)."""
+    return LATE_DATA_ALIASES.get(policy, policy) if isinstance(policy, str) else policy
 
 
 def _check_positive_int(v: Any, what: str, name: str, hint: str) -> None:
@@ -269,8 +285,9 @@ class RangeWindows:
         return replace(self, delay_ns=delay_ns)
 
     def with_late_data_policy(self, policy: str) -> RangeWindows:
-        """"drop" (default), "fire_per_message" or "place_in_oldest_window"."""
-        return replace(self, late_data_policy=policy)
+        """"drop" (default), "fire-per-message" or "place-in-oldest-window" (Wallaroo's
+        names; "fire_per_message" and "place_in_oldest_window" mean the same)."""
+        return replace(self, late_data_policy=late_data_policy_name(policy))
 
     def over(self, agg: Any) -> WindowSpec:
         """The window step computing ``agg`` (an Aggregation class or instance)."""
@@ -282,14 +299,23 @@ class RangeWindows:
 
 @dataclass(frozen=True)
 class CountWindows:
-    """Builder for windows of ``count`` messages per key; at the end of the stream
-    each key's partial window fires too (its window.end - window.start says how full)."""
+    """Builder for windows of ``count`` messages per key. As in Wallaroo, partial
+    windows fire too: every key's, each time the step's watermark has advanced by
+    the timeout (5 s by default, Wallaroo's), and at the end of the stream
+    (window.end - window.start says how full a window is)."""
 
     count: Any
+    timeout_ns: Any = COUNT_TIMEOUT_NS
+
+    def with_timeout(self, timeout_ns: Optional[int]) -> CountWindows:
+        """Fire partial windows every ``timeout_ns`` of watermark time (ingest-time
+        sources: the clock); None: only at the end of the stream."""
+        return replace(self, timeout_ns=timeout_ns)
 
     def over(self, agg: Any) -> WindowSpec:
         """The window step computing ``agg`` (an Aggregation class or instance)."""
-        return _make_spec("count_windows(...)", "count", agg, count=self.count)
+        return _make_spec("count_windows(...)", "count", agg, count=self.count,
+                          timeout_ns=self.timeout_ns)
 
 
 @dataclass(frozen=True)

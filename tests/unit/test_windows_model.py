@@ -294,6 +294,51 @@ def test_count_windows_match_the_model(events, n, agg, cut):
     assert group(out) == expected_outputs(agg, count_model(events, n, rejects=bad))
 
 
+@st.composite
+def timed_seq_events(draw):
+    """Messages with watermarks that move forward in uneven steps."""
+    events, wm = [], draw(st.integers(-20, 20))
+    for i in range(draw(st.integers(0, 40))):
+        if draw(st.integers(0, 2)) == 0:
+            wm += draw(st.integers(0, 7))
+            events.append(("w", wm))
+        events.append(("m", draw(st.sampled_from(KEYS)), i))
+    return events
+
+
+@SETTINGS
+@given(events=timed_seq_events(), n=st.integers(1, 5), timeout=st.integers(1, 12),
+       agg=st.sampled_from([TupleAgg, ListAgg, SumAgg]))
+def test_count_window_timeouts_match_the_model(events, n, timeout, agg):
+    """Partial count windows fire at each timeout tick of the watermark (Wallaroo's
+    step timer), for every key at once."""
+    runner = make_window_runner(w.count_windows(n).with_timeout(timeout).over(agg),
+                                with_keys=True)
+    got = run_keyed(runner, events)
+    assert got == expected_outputs(agg, count_model(events, n, rejects=bad, timeout=timeout))
+
+
+def test_count_windows_time_out_after_wallaroos_five_seconds():
+    """Wallaroo's count windows fire what they hold every 5 s; so do these."""
+    spec = w.count_windows(3).over(TupleAgg)
+    assert spec.timeout_ns == 5_000_000_000 == w.COUNT_TIMEOUT_NS
+    r = make_window_runner(spec, with_keys=True)
+    t0 = 1_700_000_000_000_000_000
+    assert list(r.on_watermark(t0)) == []
+    r.on_message("a", 1, None)
+    r.on_message("b", 2, None)
+    assert list(r.on_watermark(t0 + 4_999_999_999)) == []
+    assert sorted(v for _, v, _ in r.on_watermark(t0 + 5_000_000_000)) == [
+        (0, 1, [1]), (0, 1, [2])]
+    r.on_message("a", 4, None)
+    assert list(r.on_watermark(t0 + 9_000_000_000)) == []  # next tick: 5 s after the last
+    assert [v for _, v, _ in r.on_watermark(t0 + 10_000_000_000)] == [(1, 2, [4])]
+    none = make_window_runner(w.count_windows(3).with_timeout(None).over(TupleAgg))
+    none.on_watermark(0)
+    none.on_message("a", 1, None)
+    assert list(none.on_watermark(10**12)) == [] and list(none.flush_all()) == [(0, 1, [1])]
+
+
 def is_marker(v):
     return v % 4 == 1
 

@@ -77,7 +77,10 @@ def _make_multi(step: Any, emit: Callable, rt: Any) -> tuple:
             filtered[i] += 1
         elif type(outs) is list or isinstance(outs, (list, tuple)):
             for o in outs:
-                emit(o)
+                if o is not None:  # as in Wallaroo: None items of the list are dropped
+                    emit(o)
+                else:
+                    filtered[i] += 1
         else:
             on_error(step, None, v, TypeError(
                 f"a multi computation must return a list (or None), got {type(outs).__name__}"))
@@ -159,7 +162,10 @@ def _make_state(step: Any, emit: Callable, rt: Any) -> tuple:
             emit(out)
         elif isinstance(out, (list, tuple)):
             for o in out:
-                emit(o)
+                if o is not None:  # as in Wallaroo: None items of the list are dropped
+                    emit(o)
+                else:
+                    filtered[i] += 1
         else:
             on_error(step, k, v, TypeError(
                 f"a multi computation must return a list (or None), got {type(out).__name__}"))

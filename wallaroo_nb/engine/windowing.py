@@ -172,7 +172,7 @@ class RangeRunner(_Runner):
         self._k_open: float = -math.inf  # lowest window index the watermark has not closed
 
     def on_message(self, key: Any, value: Any, event_time_ns: int) -> Sequence:
-        """Add one message; returns outputs only for late messages under fire_per_message."""
+        """Add one message; returns outputs only for late messages under fire-per-message."""
         try:
             k = event_time_ns // self._slide  # newest window holding the message
         except TypeError:
@@ -218,7 +218,7 @@ class RangeRunner(_Runner):
 
     def _on_late(self, key: Any, value: Any, k: int, st: Optional[_RangeKey]) -> Sequence:
         self.late += 1
-        if self._policy == "fire_per_message":
+        if self._policy == "fire-per-message":
             acc = self._update(value, self._initial())
             out: list = []
             start = k * self._slide
@@ -228,7 +228,7 @@ class RangeRunner(_Runner):
         if self._policy == "drop" or oldest == math.inf:
             self.dropped += 1
             return _NOTHING
-        # place_in_oldest_window: as if its event time were the oldest open window's
+        # place-in-oldest-window: as if its event time were the oldest open window's
         # start; that pane belongs to no other window still open.
         p = oldest * self._slide // self._pane
         acc = st.panes.get(p, _MISSING) if st is not None else _MISSING
@@ -352,12 +352,19 @@ class RangeRunner(_Runner):
 
 class SequenceRunner(_Runner):
     """Count windows (fire every ``count`` messages of a key) and event windows
-    (fire on a trigger). Per key: [accumulator, messages in window, first ordinal]."""
+    (fire on a trigger). Per key: [accumulator, messages in window, first ordinal].
+
+    Count windows with a timeout (Wallaroo's step timer) also fire every key's
+    partial window whenever the watermark reaches the next tick: the first tick is
+    one timeout after the first finite watermark, the next one timeout after the
+    watermark that fired the last."""
 
     def __init__(self, spec: Any, with_keys: bool = False) -> None:
         super().__init__(spec, with_keys)
         self.kind = spec.kind
         self._count = spec.count if spec.kind == "count" else -1
+        self._timeout = getattr(spec, "timeout_ns", None) if spec.kind == "count" else None
+        self._tick: float = math.inf  # the watermark at which partial windows fire next
         self._pred = spec.fire_when if spec.kind == "event" else None
         self._include = bool(getattr(spec, "trigger_in_closing_window", True))
         self._keys: dict = {}
@@ -417,9 +424,21 @@ class SequenceRunner(_Runner):
         return self._close_keys(list(self._keys))
 
     def on_watermark(self, wm_ns: float) -> Sequence:
-        """Count and event windows ignore time."""
-        self.watermark = max(self.watermark, wm_ns)
-        return _NOTHING
+        """Event windows ignore time; count windows with a timeout fire every key's
+        partial window when the watermark reaches the next tick."""
+        if wm_ns <= self.watermark:
+            return _NOTHING
+        first = self.watermark == -math.inf
+        self.watermark = wm_ns
+        if self._timeout is None or wm_ns == math.inf:
+            return _NOTHING
+        if first:
+            self._tick = wm_ns + self._timeout
+            return _NOTHING
+        if wm_ns < self._tick:
+            return _NOTHING
+        self._tick = wm_ns + self._timeout
+        return self._close_all()
 
     def flush_all(self) -> Sequence:
         """End of stream: every open window fires, partial count windows included."""
