@@ -135,3 +135,55 @@ def event_model(events: list, pred: Callable[[Any], bool] | None = None, include
         for key in list(current):
             fire(key)
     return dict(fired)
+
+
+def session_model(events: list, gap: int, policy: str = "drop",
+                  rejects: Callable[[Any], bool] = _never) -> tuple[dict, int, int]:
+    """Session windows, plainly: each message is the interval [t, t + gap); a key's open
+    sessions are lists [start, last, values]. A message joins (and merges) every open
+    session whose interval it overlaps; otherwise it is late when t + gap <= watermark.
+    Return (key -> [(start, end, values)] in firing order, late count, dropped count)."""
+    policy = policy.replace("_", "-")
+    wm = -math.inf
+    sessions: dict = defaultdict(list)  # key -> open sessions
+    fired: dict = defaultdict(list)
+    late = dropped = 0
+
+    def fire_due() -> None:
+        due = sorted(((s[1] + gap, key, s) for key, ss in sessions.items() for s in ss
+                      if s[1] + gap <= wm), key=lambda d: d[0])
+        for _end, key, s in due:
+            sessions[key].remove(s)
+            fired[key].append((s[0], s[1] + gap, s[2]))
+
+    for ev in events:
+        if ev[0] == "w":
+            wm = max(wm, ev[1])
+            fire_due()
+            continue
+        _, key, value, t = ev
+        touching = [s for s in sessions[key] if t < s[1] + gap and s[0] < t + gap]
+        if touching:
+            if not rejects(value):
+                for s in touching:
+                    sessions[key].remove(s)
+                merged = [min([t] + [s[0] for s in touching]), max([t] + [s[1] for s in touching]),
+                          [v for s in touching for v in s[2]] + [value]]
+                sessions[key].append(merged)
+            continue
+        if t + gap > wm:
+            if not rejects(value):
+                sessions[key].append([t, t, [value]])
+            continue
+        late += 1
+        if policy == "drop" or (policy == "place-in-oldest-window" and not sessions[key]):
+            dropped += 1
+        elif rejects(value):
+            pass
+        elif policy == "fire-per-message":
+            fired[key].append((t, t + gap, [value]))
+        else:  # place-in-oldest-window: the key's oldest open session, bounds unchanged
+            min(sessions[key], key=lambda s: s[0])[2].append(value)
+    wm = math.inf
+    fire_due()
+    return dict(fired), late, dropped

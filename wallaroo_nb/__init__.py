@@ -34,7 +34,7 @@ from .connectors.memory import (
     IterableSourceConfig,
 )
 from .connectors.tcp import TCPSinkConfig, TCPSourceConfig
-from .windows import Aggregation, count_windows, event_windows, range_windows
+from .windows import Aggregation, count_windows, event_windows, range_windows, session_windows
 
 # The driver side (processes, pandas, metrics store) loads on first use: workers
 # import this package too and must start fast and small.
@@ -59,7 +59,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "Aggregation", "count_windows", "event_windows", "range_windows",
+    "Aggregation", "count_windows", "event_windows", "range_windows", "session_windows",
     "App", "Application", "BuildError", "CallbackSinkConfig", "CollectorSinkConfig",
     "KafkaSinkConfig", "KafkaSourceConfig", "TCPSinkConfig", "TCPSourceConfig",
     "tcp_parse_input_addrs", "tcp_parse_output_addrs", "DefaultKafkaSourceCLIParser",

@@ -1,7 +1,8 @@
 """Windowing API: ``Aggregation``, the window builders and the window spec they make.
 
 ``range_windows(r).with_slide(s).with_delay(d).with_late_data_policy(p).over(Agg)``,
-``count_windows(n).over(Agg)`` and ``event_windows().fire_when(pred).over(Agg)``
+``count_windows(n).over(Agg)``, ``session_windows(gap).over(Agg)`` and
+``event_windows().fire_when(pred).over(Agg)``
 return a :class:`WindowSpec`: plain data that ``Pipeline.to()`` accepts and that
 ``wallaroo_nb.engine.windowing.make_window_runner`` runs on the workers. Builders
 are immutable (every ``with_*`` returns a new one) and ``.over()`` validates, so
@@ -117,6 +118,7 @@ class WindowSpec:
     delay_ns: int = 0
     late_data_policy: str = "drop"
     count: Optional[int] = None
+    gap_ns: Optional[int] = None  # session windows
     timeout_ns: Optional[int] = None  # count windows: partial windows fire this often
     fire_when: Optional[Callable[[Any], bool]] = None
     trigger_in_closing_window: bool = True
@@ -131,7 +133,7 @@ class WindowSpec:
     @property
     def needs_watermarks(self) -> bool:
         """True when the engine must feed event times and watermarks to this step."""
-        return self.kind == "range"
+        return self.kind in ("range", "session")
 
     def validate(self) -> None:
         """Raise ValueError (naming the step and the fix) if this spec cannot run."""
@@ -143,6 +145,10 @@ class WindowSpec:
             if self.timeout_ns is not None:
                 _check_positive_int(self.timeout_ns, "the timeout (ns)", self.name,
                                     "use the time units, e.g. wallaroo_nb.seconds(5), or None")
+        elif self.kind == "session":
+            _check_positive_int(self.gap_ns, "the gap (ns)", self.name,
+                                "use the time units, e.g. wallaroo_nb.minutes(30)")
+            _check_policy(self)
         elif self.kind == "event":
             if self.fire_when is not None and not callable(self.fire_when):
                 raise ValueError(
@@ -179,6 +185,10 @@ def _check_range(s: WindowSpec) -> None:
             f"window step {s.name!r}: the slide ({s.slide_ns} ns) is larger than the range "
             f"({s.range_ns} ns), which would skip data between windows; use a slide <= range "
             f"(leave the slide out for tumbling windows)")
+    _check_policy(s)
+
+
+def _check_policy(s: WindowSpec) -> None:
     if s.late_data_policy not in LATE_DATA_POLICIES:
         raise ValueError(
             f"window step {s.name!r}: unknown late data policy {s.late_data_policy!r}; "
@@ -342,6 +352,25 @@ class EventWindows:
                           trigger_in_closing_window=self.in_closing_window)
 
 
+@dataclass(frozen=True)
+class SessionWindows:
+    """Builder for session windows: a key's window closes once ``gap_ns`` of event
+    time pass without a message of that key (see engine/sessions.py)."""
+
+    gap_ns: Any
+    late_data_policy: Any = "drop"
+
+    def with_late_data_policy(self, policy: str) -> SessionWindows:
+        """"drop" (default), "fire-per-message" (the message alone, as the session
+        [t, t + gap)) or "place-in-oldest-window" (the key's oldest open session)."""
+        return replace(self, late_data_policy=late_data_policy_name(policy))
+
+    def over(self, agg: Any) -> WindowSpec:
+        """The window step computing ``agg`` (an Aggregation class or instance)."""
+        return _make_spec("session_windows(...)", "session", agg, gap_ns=self.gap_ns,
+                          late_data_policy=self.late_data_policy)
+
+
 def range_windows(range_ns: int) -> RangeWindows:
     """Event-time windows ``range_ns`` long; tumbling unless ``.with_slide()``."""
     return RangeWindows(range_ns)
@@ -355,3 +384,9 @@ def count_windows(count: int) -> CountWindows:
 def event_windows() -> EventWindows:
     """Windows that fire on ``app.trigger(step, key)`` or on ``.fire_when(pred)``."""
     return EventWindows()
+
+
+def session_windows(gap_ns: int) -> SessionWindows:
+    """Per-key windows that close after ``gap_ns`` of event time with no message;
+    ``output(key, acc, window)`` gets the session's start and end."""
+    return SessionWindows(gap_ns)

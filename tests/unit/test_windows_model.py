@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from window_model import count_model, event_model, range_model  # noqa: E402
+from window_model import count_model, event_model, range_model, session_model  # noqa: E402
 
 import wallaroo_nb.windows as w  # noqa: E402
 from wallaroo_nb.engine.windowing import INFINITY, Window, make_window_runner  # noqa: E402
@@ -539,3 +539,111 @@ def test_a_restored_key_keeps_fired_windows_shut_under_a_lagging_watermark():
     new.restore(pickle.loads(pickle.dumps(old.snapshot(["k", "absent"]))))
     assert new.on_message("k", 3, 15) == () and new.late == 1  # [10, 20) closed on `old`
     assert new.flush_all() == [("k", 30, 40, [2, 3])]
+
+
+# -- session windows ----------------------------------------------------------------
+
+
+@st.composite
+def session_params(draw):
+    return dict(gap=draw(st.integers(1, 8)),
+                policy=draw(st.sampled_from(w.LATE_DATA_POLICIES)))
+
+
+def session_spec(agg_cls, p):
+    return w.session_windows(p["gap"]).with_late_data_policy(p["policy"]).over(agg_cls)
+
+
+@SETTINGS
+@given(events=streams(), p=session_params(), agg=st.sampled_from(AGGS))
+def test_session_windows_match_the_model(events, p, agg):
+    windows, late, dropped = session_model(events, rejects=bad, **p)
+    runner = make_window_runner(session_spec(agg, p), with_keys=True)
+    assert run_keyed(runner, events) == expected_outputs(agg, windows)
+    assert (runner.late, runner.dropped) == (late, dropped)
+    assert runner.keys() == [] and runner.take_errors() == []
+
+
+@SETTINGS
+@given(events=streams(), p=session_params(), cut=st.floats(0, 1),
+       moved=st.sets(st.sampled_from(KEYS)))
+def test_session_keys_restore_and_migrate(events, p, cut, moved):
+    """A snapshot of some keys, pickled and restored into a fresh runner that only
+    hears the next watermark, changes no output: restored keys keep their floor."""
+    windows, _, _ = session_model(events, rejects=bad, **p)
+    spec = session_spec(TupleAgg, p)
+    a, b = make_window_runner(spec, with_keys=True), make_window_runner(spec, with_keys=True)
+    i = int(cut * len(events))
+    out = []
+    for ev in events[:i]:
+        feed(a, ev, out)
+    snap = pickle.loads(pickle.dumps(a.snapshot(moved)))
+    a.drop_keys(moved)
+    b.restore(snap)
+    for ev in events[i:]:
+        if ev[0] == "w":
+            feed(a, ev, out)
+            feed(b, ev, out)
+        else:
+            feed(b if ev[1] in moved else a, ev, out)
+    out.extend(a.flush_all())
+    out.extend(b.flush_all())
+    got, want = group(out), expected_outputs(TupleAgg, windows)
+    # a moved key with no state at the move has no floor (as for range windows)
+    got = {k: v for k, v in got.items() if k not in moved or k in snap}
+    want = {k: v for k, v in want.items() if k not in moved or k in snap}
+    assert got == want
+
+
+def test_sessions_by_hand():
+    """A hand-checked case, so the model is not its own oracle: gap 10."""
+    r = make_window_runner(w.session_windows(10).over(TupleAgg), with_keys=True)
+    out = []
+    for t, v in ((0, 1), (5, 2), (30, 8), (22, 4)):
+        out.extend(r.on_message("k", v, t))
+    # sessions: [0, 15) holds 1, 2; [22, 40) holds 8, 4 (22 is within 10 of 30)
+    assert r.state_rows() == [
+        {"key": "k", "window_start": 0, "window_end": 15, "accumulator": (1, 2)},
+        {"key": "k", "window_start": 22, "window_end": 40, "accumulator": (8, 4)}]
+    out.extend(r.on_watermark(15))
+    assert out == [("k", (0, 15, [1, 2]), 14)]
+    out.extend(r.on_message("k", 5, 14))  # [14, 24) touches [22, 40): joins it
+    assert r.state_rows()[0]["window_start"] == 14
+    out.extend(r.on_message("k", 6, 2))  # [2, 12) closed at 15 and touches nothing open
+    assert (r.late, r.dropped) == (1, 1)
+    out.extend(r.on_message("k", 7, 60))  # a new session
+    out.extend(r.flush_all())
+    assert out[1:] == [("k", (14, 40, [4, 5, 8]), 39), ("k", (60, 70, [7]), 69)]
+
+
+def test_session_bridge_merges_two_sessions_older_first():
+    r = make_window_runner(w.session_windows(10).over(TupleAgg))
+    for t, v in ((0, 1), (20, 2), (10, 4)):  # [10, 20) touches [0, 10) and [20, 30) only
+        r.on_message("k", v, t)
+    assert len(r.state_rows()) == 3
+    r.on_message("k", 5, 9)  # [9, 19) overlaps [0, 10) and [10, 20): they merge
+    r.on_message("k", 6, 19)  # [19, 29) overlaps [0, 20) and [20, 30): one session
+    assert r.state_rows() == [{"key": "k", "window_start": 0, "window_end": 30,
+                               "accumulator": (1, 4, 5, 2, 6)}]
+
+
+def test_session_late_policies():
+    def run(policy):
+        r = make_window_runner(w.session_windows(5).with_late_data_policy(policy).over(TupleAgg))
+        r.on_message("k", 1, 100)
+        r.on_watermark(100)
+        now = list(r.on_message("k", 2, 50))  # [50, 55) closed long ago, touches nothing
+        return now, list(r.flush_all()), (r.late, r.dropped)
+
+    assert run("drop") == ([], [(100, 105, [1])], (1, 1))
+    assert run("fire-per-message") == ([(50, 55, [2])], [(100, 105, [1])], (1, 0))
+    assert run("place-in-oldest-window") == ([], [(100, 105, [1, 2])], (1, 0))
+
+
+def test_session_spec_is_checked():
+    with pytest.raises(ValueError, match=r"'TupleAgg'.*gap \(ns\) must be positive"):
+        w.session_windows(0).over(TupleAgg)
+    with pytest.raises(ValueError, match="unknown late data policy 'later'"):
+        w.session_windows(5).with_late_data_policy("later").over(TupleAgg)
+    with pytest.raises(TypeError, match="session windows need each message's event time"):
+        make_window_runner(w.session_windows(5).over(TupleAgg)).on_message("k", 1, None)

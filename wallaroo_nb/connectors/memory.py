@@ -133,22 +133,33 @@ class _GenIter:
     def __iter__(self):
         v = self.gen.initial_value()
         n = 0
-        while self.limit is None or n < self.limit:
+        # as in Wallaroo's GenSource, None (from initial_value or apply) ends the stream
+        while v is not None and (self.limit is None or n < self.limit):
             yield v
             n += 1
             v = self.gen.apply(v)
 
 
-class GenSourceConfig(SourceConfig):
-    """Wallaroo's generator source: ``gen.initial_value()``, then ``gen.apply(previous)``.
+def _is_generator(x: Any) -> bool:
+    return callable(getattr(x, "initial_value", None)) and callable(getattr(x, "apply", None))
 
-    Unbounded unless ``limit`` is given.
+
+class GenSourceConfig(SourceConfig):
+    """Wallaroo's generator source: ``gen.initial_value()``, then ``gen.apply(previous)``;
+    None from either ends the stream.
+
+    Both of Wallaroo's forms work: ``GenSourceConfig(gen)`` (0.6.0/0.6.1) and
+    ``GenSourceConfig(name, gen)`` (the development head). Unbounded unless ``limit``
+    is given (a generator that returns None still ends, but the runner does not
+    wait for it).
     """
 
     replayable = True
 
-    def __init__(self, gen: Any, name: str = "gen", rate: Optional[float] = None,
+    def __init__(self, gen: Any, name: Any = "gen", rate: Optional[float] = None,
                  limit: Optional[int] = None, event_time: Optional[Callable[[Any], int]] = None):
+        if isinstance(gen, str) and _is_generator(name):
+            gen, name = name, gen  # the head's GenSourceConfig(name, gen)
         for m in ("initial_value", "apply"):
             if not callable(getattr(gen, m, None)):
                 raise ValueError(f"GenSourceConfig({name!r}): the generator {gen!r} has no {m}() method")

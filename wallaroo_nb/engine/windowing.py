@@ -479,4 +479,8 @@ def make_window_runner(spec: Any, with_keys: bool = False) -> Any:
         return RangeRunner(spec, with_keys)
     if spec.kind in ("count", "event"):
         return SequenceRunner(spec, with_keys)
+    if spec.kind == "session":
+        from .sessions import SessionRunner
+
+        return SessionRunner(spec, with_keys)
     raise ValueError(f"window step {spec.name!r}: unknown window kind {spec.kind!r}")
