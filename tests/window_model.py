@@ -22,34 +22,56 @@ def _never(value: Any) -> bool:
 
 
 def range_model(events: list, range_: int, slide: int, delay: int = 0, policy: str = "drop",
-                rejects: Callable[[Any], bool] = _never) -> tuple[dict, int, int]:
-    """Return (key -> [(start, end, values)], late count, dropped count)."""
+                rejects: Callable[[Any], bool] = _never,
+                align: str = "epoch") -> tuple[dict, int, int]:
+    """Return (key -> [(start, end, values)], late count, dropped count).
+
+    ``align="key"`` (Wallaroo's alignment): a key with no open window anchors its
+    windows at max(watermark, the message's event time); window k of the key is then
+    [k*slide + off, ...) with off = that anchor modulo the slide."""
     policy = policy.replace("_", "-")  # the underscore spellings are aliases
     wm = -math.inf
     open_windows: dict = {}  # (key, k) -> values
+    offsets: dict = {}  # key -> its offset while it has open windows
     fired: dict = defaultdict(list)
     late = dropped = 0
 
-    def closed(k: int) -> bool:
-        return k * slide + range_ + delay <= wm
+    def closed(k: int, off: int) -> bool:
+        return k * slide + off + range_ + delay <= wm
 
     def fire(key: Any, k: int) -> None:
-        fired[key].append((k * slide, k * slide + range_, open_windows.pop((key, k))))
+        off = offsets[key]
+        fired[key].append((k * slide + off, k * slide + off + range_, open_windows.pop((key, k))))
+        if not any(kk[0] == key for kk in open_windows):
+            del offsets[key]
+
+    def offset(key: Any, t: int) -> int:
+        if key in offsets:
+            return offsets[key]
+        if align != "key":
+            return 0
+        return (max(wm, t) if math.isfinite(wm) else t) % slide
+
+    def add(key: Any, k: int, off: int, value: Any) -> None:
+        offsets[key] = off
+        open_windows.setdefault((key, k), []).append(value)
 
     for ev in events:
         if ev[0] == "w":
             wm = max(wm, ev[1])
-            for key, k in sorted((kk for kk in open_windows if closed(kk[1])), key=lambda kk: kk[1]):
+            due = [kk for kk in open_windows if closed(kk[1], offsets[kk[0]])]
+            for key, k in sorted(due, key=lambda kk: kk[1] * slide + offsets[kk[0]]):
                 fire(key, k)
             continue
         _, key, value, t = ev
-        mine = [k for k in range(t // slide - range_ // slide - 1, t // slide + 1)
-                if k * slide <= t < k * slide + range_]
-        live = [k for k in mine if not closed(k)]
+        off = offset(key, t)
+        mine = [k for k in range((t - off) // slide - range_ // slide - 1, (t - off) // slide + 1)
+                if k * slide + off <= t < k * slide + off + range_]
+        live = [k for k in mine if not closed(k, off)]
         if live:
             if not rejects(value):
                 for k in live:
-                    open_windows.setdefault((key, k), []).append(value)
+                    add(key, k, off, value)
             continue
         late += 1
         if policy == "drop" or (policy == "place-in-oldest-window" and wm == math.inf):
@@ -58,13 +80,13 @@ def range_model(events: list, range_: int, slide: int, delay: int = 0, policy: s
             pass
         elif policy == "fire-per-message":
             k = max(mine)
-            fired[key].append((k * slide, k * slide + range_, [value]))
+            fired[key].append((k * slide + off, k * slide + off + range_, [value]))
         else:  # place-in-oldest-window: the lowest window the watermark has not closed
             k = max(mine) + 1
-            while closed(k):
+            while closed(k, off):
                 k += 1
-            open_windows.setdefault((key, k), []).append(value)
-    for key, k in sorted(open_windows, key=lambda kk: kk[1]):
+            add(key, k, off, value)
+    for key, k in sorted(open_windows, key=lambda kk: kk[1] * slide + offsets[kk[0]]):
         fire(key, k)
     return dict(fired), late, dropped
 

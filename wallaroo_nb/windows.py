@@ -117,6 +117,7 @@ class WindowSpec:
     slide_ns: Optional[int] = None
     delay_ns: int = 0
     late_data_policy: str = "drop"
+    align: str = "epoch"  # range windows: "epoch", or "key" (each key's first message)
     count: Optional[int] = None
     gap_ns: Optional[int] = None  # session windows
     timeout_ns: Optional[int] = None  # count windows: partial windows fire this often
@@ -180,6 +181,9 @@ def _check_range(s: WindowSpec) -> None:
         raise ValueError(
             f"window step {s.name!r}: the delay must be an int >= 0 of ns, got {s.delay_ns!r}; "
             f"{units}")
+    if s.align not in ("epoch", "key"):
+        raise ValueError(f"window step {s.name!r}: align must be 'epoch' or 'key', "
+                         f"got {s.align!r}")
     if s.slide_ns > s.range_ns:
         raise ValueError(
             f"window step {s.name!r}: the slide ({s.slide_ns} ns) is larger than the range "

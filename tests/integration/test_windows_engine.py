@@ -16,6 +16,7 @@ errors and the end of the stream are checked on 2 workers.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -67,13 +68,15 @@ class Gather(Aggregation):
         return (self.label, key, window.start, window.end, acc)
 
 
-# (label, range, slide, delay, late-data policy): tumbling, sliding and delayed
+# (label, range, slide, delay, late-data policy, alignment): tumbling, sliding and
+# delayed, aligned to the epoch; two aligned to each key's first message (Wallaroo's way)
 RANGE_CONFIGS = [
-    (f"{shape} {policy}", r, s, d, policy)
+    (f"{shape} {policy}", r, s, d, policy, "epoch")
     for shape, r, s, d in [("tumbling", 10, 10, 0), ("sliding", 10, 4, 0),
                            ("delayed", 10, 10, 7), ("sliding-delayed", 9, 3, 5)]
     for policy in ("drop", "fire_per_message", "place_in_oldest_window")
-]
+] + [("key-aligned tumbling", 10, 10, 0, "drop", "key"),
+     ("key-aligned sliding", 9, 3, 3, "place-in-oldest-window", "key")]
 
 
 @st.composite
@@ -133,9 +136,10 @@ def wait_counters(app, expected, timeout=5.0):
 
 def range_app(stream):
     pipes = []
-    for i, (label, r, s, d, policy) in enumerate(RANGE_CONFIGS):
-        spec = (range_windows(r).with_slide(s).with_delay(d).with_late_data_policy(policy)
-                .over(Gather(label)))
+    for i, (label, r, s, d, policy, align) in enumerate(RANGE_CONFIGS):
+        spec = dataclasses.replace(range_windows(r).with_slide(s).with_delay(d)
+                                   .with_late_data_policy(policy).over(Gather(label)),
+                                   align=align)
         src = w.IterableSourceConfig(f"events {i}", stream, event_time=lambda e: e[2])
         pipes.append(w.source(label, src).key_by(lambda e: e[0]).to(spec)
                      .to_sink(w.CollectorSinkConfig()))
@@ -150,8 +154,8 @@ def test_range_windows_match_the_model(start, workers, stream):
     app.wait(timeout=TIMEOUT)
     got = by_label_and_key(app.results())
     expected_counts = {}
-    for label, r, s, d, policy in RANGE_CONFIGS:
-        fired, late, dropped = range_model(model_events(stream), r, s, d, policy)
+    for label, r, s, d, policy, align in RANGE_CONFIGS:
+        fired, late, dropped = range_model(model_events(stream), r, s, d, policy, align=align)
         assert dict(got[label]) == model_by_key(fired), label
         expected_counts[label] = {"late": late, "dropped": dropped}
     wait_counters(app, expected_counts)

@@ -25,7 +25,8 @@ or an empty tuple when nothing fired (no allocation); with ``with_keys=True``
 each is ``(key, output, event_time_ns)``, the event time being window end - 1
 for range windows and None otherwise.
 
-Range windows: [k*slide, k*slide + range) for every integer k. Each key keeps
+Range windows: [k*slide, k*slide + range) for every integer k (with per-key
+alignment, Wallaroo's way: shifted by the key's offset, see RangeRunner). Each key keeps
 panes of gcd(range, slide) ns; a window is the ``combine`` of its panes. Only
 windows holding at least one message fire. Window k fires once the watermark is
 >= its end + delay (a heap holds one live entry per key: its earliest pending
@@ -142,19 +143,26 @@ class _Runner:
 
 
 class _RangeKey:
-    """One key's range-window state."""
+    """One key's range-window state. Pane and window indices count from ``off``:
+    window k is [k*slide + off, k*slide + off + range)."""
 
-    __slots__ = ("panes", "next", "due", "token")
+    __slots__ = ("panes", "next", "due", "token", "off")
 
-    def __init__(self, next_k: float) -> None:
+    def __init__(self, next_k: float, off: int = 0) -> None:
         self.panes: dict = {}  # pane index -> accumulator
         self.next = next_k  # no window below this index will fire for this key
         self.due = 0  # index of the key's earliest pending window
         self.token = -1  # seq of the key's live heap entry (-1: none)
+        self.off = off  # the key's alignment (0: windows aligned to the epoch)
 
 
 class RangeRunner(_Runner):
-    """Tumbling and sliding event-time windows with delay and late-data policies."""
+    """Tumbling and sliding event-time windows with delay and late-data policies.
+
+    Windows are aligned to the epoch, or, with ``spec.align == "key"`` (Wallaroo's
+    way), to each key's first message: a key that holds no window state anchors its
+    windows at max(watermark, the message's event time), modulo the slide.
+    """
 
     kind = "range"
 
@@ -166,27 +174,45 @@ class RangeRunner(_Runner):
         self._pane = spec.pane_ns
         self._tumbling = self._range == self._slide
         self._policy = spec.late_data_policy
+        self._by_key = getattr(spec, "align", "epoch") == "key"
         self._keys: dict = {}
         self._heap: list = []  # (fire_at_ns, seq, key); stale entries skipped on pop
         self._seq = 0
-        self._k_open: float = -math.inf  # lowest window index the watermark has not closed
+        self._k_open: float = -math.inf  # lowest window index (offset 0) not closed
+
+    def _open(self, off: int) -> float:
+        """The lowest window index the watermark has not closed, for offset ``off``."""
+        wm = self.watermark
+        if off == 0 or not math.isfinite(wm):
+            return self._k_open
+        return (wm - off - self._range - self._delay) // self._slide + 1
+
+    def _anchor(self, event_time_ns: int) -> int:
+        """A new key's offset: Wallaroo starts its windows at the watermark it sees."""
+        wm = self.watermark
+        t = event_time_ns if not math.isfinite(wm) or event_time_ns > wm else wm
+        return t % self._slide
 
     def on_message(self, key: Any, value: Any, event_time_ns: int) -> Sequence:
         """Add one message; returns outputs only for late messages under fire-per-message."""
+        st = self._keys.get(key)
         try:
-            k = event_time_ns // self._slide  # newest window holding the message
+            off = st.off if st is not None else (
+                self._anchor(event_time_ns) if self._by_key else 0)
+            t = event_time_ns - off
+            k = t // self._slide  # newest window holding the message
         except TypeError:
             raise TypeError(
                 f"window step {self.name!r}: range windows need each message's event time "
                 f"as int ns, got {event_time_ns!r}; give the source an event_time") from None
-        st = self._keys.get(key)
+        k_open = self._k_open if off == 0 else self._open(off)
         if st is None:
-            if k < self._k_open:
-                return self._on_late(key, value, k, st)
-        elif k < self._k_open or k < st.next:
-            return self._on_late(key, value, k, st)
+            if k < k_open:
+                return self._on_late(key, value, k, st, off)
+        elif k < k_open or k < st.next:
+            return self._on_late(key, value, k, st, off)
         else:
-            p = k if self._tumbling else event_time_ns // self._pane
+            p = k if self._tumbling else t // self._pane
             panes = st.panes
             acc = panes.get(p, _MISSING)
             if acc is not _MISSING:
@@ -195,15 +221,16 @@ class RangeRunner(_Runner):
                 else:
                     panes[p] = self._combine(acc, self._update(value, self._initial()))
                 return _NOTHING
-        p = k if self._tumbling else event_time_ns // self._pane
-        self._new_pane(key, st, p, self._update(value, self._initial()))
+        p = k if self._tumbling else t // self._pane
+        self._new_pane(key, st, p, self._update(value, self._initial()), off)
         return _NOTHING
 
-    def _new_pane(self, key: Any, st: Optional[_RangeKey], p: int, acc: Any) -> None:
+    def _new_pane(self, key: Any, st: Optional[_RangeKey], p: int, acc: Any,
+                  off: int) -> None:
         if st is None:
-            st = self._keys[key] = _RangeKey(-math.inf)
+            st = self._keys[key] = _RangeKey(-math.inf, off)
         st.panes[p] = acc
-        cand = max(self._first_window(p), st.next, self._k_open)
+        cand = max(self._first_window(p), st.next, self._open(off))
         if st.token < 0 or cand < st.due:
             self._schedule(key, st, cand)
 
@@ -214,17 +241,19 @@ class RangeRunner(_Runner):
     def _schedule(self, key: Any, st: _RangeKey, k: Any) -> None:
         self._seq += 1
         st.due, st.token = k, self._seq
-        heapq.heappush(self._heap, (k * self._slide + self._range + self._delay, self._seq, key))
+        fire_at = k * self._slide + st.off + self._range + self._delay
+        heapq.heappush(self._heap, (fire_at, self._seq, key))
 
-    def _on_late(self, key: Any, value: Any, k: int, st: Optional[_RangeKey]) -> Sequence:
+    def _on_late(self, key: Any, value: Any, k: int, st: Optional[_RangeKey],
+                 off: int) -> Sequence:
         self.late += 1
         if self._policy == "fire-per-message":
             acc = self._update(value, self._initial())
             out: list = []
-            start = k * self._slide
+            start = k * self._slide + off
             self._emit(out, key, acc, start, start + self._range, start + self._range - 1)
             return out
-        oldest = max(self._k_open, st.next if st is not None else -math.inf)
+        oldest = max(self._open(off), st.next if st is not None else -math.inf)
         if self._policy == "drop" or oldest == math.inf:
             self.dropped += 1
             return _NOTHING
@@ -233,7 +262,7 @@ class RangeRunner(_Runner):
         p = oldest * self._slide // self._pane
         acc = st.panes.get(p, _MISSING) if st is not None else _MISSING
         if acc is _MISSING:
-            self._new_pane(key, st, p, self._fold(value, acc))
+            self._new_pane(key, st, p, self._fold(value, acc), off)
         else:
             st.panes[p] = self._fold(value, acc)
         return _NOTHING
@@ -281,7 +310,7 @@ class RangeRunner(_Runner):
             self._schedule(key, st, max(self._first_window(min(panes)), st.next))
         else:
             del self._keys[key]
-        self._emit(out, key, acc, start, end, end - 1)
+        self._emit(out, key, acc, start + st.off, end + st.off, end + st.off - 1)
 
     def flush_all(self) -> Sequence:
         """End of stream: the watermark goes to infinity and every window fires."""
@@ -300,11 +329,11 @@ class RangeRunner(_Runner):
             st = self._keys.get(key)
             if st is None:
                 continue
-            nxt = max(st.next, self._k_open)
+            nxt = max(st.next, self._open(st.off))
             if st.token >= 0:
                 nxt = min(nxt, st.due)
-            panes = [(p * self._pane, acc) for p, acc in sorted(st.panes.items())]
-            out[key] = {"next": nxt, "panes": panes}
+            panes = [(p * self._pane + st.off, acc) for p, acc in sorted(st.panes.items())]
+            out[key] = {"next": nxt, "panes": panes, "off": st.off}
         return out
 
     def restore(self, states: dict) -> None:
@@ -312,9 +341,9 @@ class RangeRunner(_Runner):
         due fire at the next ``on_watermark`` call, even with an unchanged value."""
         for key, s in states.items():
             self._keys.pop(key, None)
-            st = _RangeKey(s["next"])
+            st = _RangeKey(s["next"], s.get("off", 0))
             for start, acc in s["panes"]:
-                st.panes[start // self._pane] = acc
+                st.panes[(start - st.off) // self._pane] = acc
             if st.panes:
                 self._keys[key] = st
                 self._schedule(key, st, max(self._first_window(min(st.panes)), st.next))
@@ -334,9 +363,10 @@ class RangeRunner(_Runner):
         return rows
 
     def _pending(self, st: _RangeKey) -> list:
-        ps = sorted(st.panes)
+        ps, off = sorted(st.panes), st.off
         if self._tumbling:
-            return [(p * self._slide, p * self._slide + self._range, st.panes[p]) for p in ps]
+            return [(p * self._slide + off, p * self._slide + off + self._range, st.panes[p])
+                    for p in ps]
         wins = []
         last = ps[-1] * self._pane // self._slide
         for k in range(st.due, last + 1):
@@ -346,7 +376,7 @@ class RangeRunner(_Runner):
                 acc = self._initial()
                 for a in inside:
                     acc = self._combine(acc, a)
-                wins.append((start, end, acc))
+                wins.append((start + off, end + off, acc))
         return wins
 
 
