@@ -4,8 +4,9 @@
         --out 127.0.0.1:7002 --workers 2
 
 The module imports ``wallaroo`` and defines ``application_setup(args)``, as it
-would for Wallaroo 0.6. ``import wallaroo`` resolves to wallaroo_nb's API (an
-alias made at run time, see ``compat.install_alias``); ``args`` is every argument
+would for Wallaroo (0.6.0/0.6.1 or the development head). ``import wallaroo``
+resolves to wallaroo_nb's API (an alias made at run time, see
+``compat.install_alias``); ``args`` is every argument
 after ``run``, so ``tcp_parse_input_addrs`` and the Kafka CLI parsers read them
 as in Wallaroo. The app runs until Ctrl-C / SIGTERM, or until every source is
 bounded and drained; a status line goes to stderr every few seconds, and every
@@ -64,12 +65,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                 "and ignored.")
     p.add_argument("--application-module", required=True, metavar="MODULE",
                    help="a module importable from the current directory, or a .py file")
-    p.add_argument("-i", "--in", dest="in_addrs", metavar="NAME@HOST:PORT[,...]",
-                   help="TCP inputs, read by the app with tcp_parse_input_addrs(args)")
+    p.add_argument("-i", "--in", dest="in_addrs", metavar="[NAME@]HOST:PORT[,...]",
+                   help="TCP inputs, read by the app with tcp_parse_input_addrs(args): "
+                        "host:port gives (host, port) pairs (Wallaroo 0.6), name@host:port "
+                        "gives (name, host, port) (Wallaroo's development head)")
     p.add_argument("-o", "--out", dest="out_addrs", metavar="HOST:PORT[,...]",
                    help="TCP outputs, read by the app with tcp_parse_output_addrs(args)")
     p.add_argument("-w", "--workers", "--worker-count", type=int, default=1, metavar="N",
                    help="worker processes (default 1)")
+    p.add_argument("--wallaroo-api", choices=compat.GENERATIONS, default="head",
+                   help="the Wallaroo API generation whose kafka_parse_* result shapes the "
+                        "module expects (default head; 0.6 for 0.6.0/0.6.1); every other "
+                        "difference is decided by the call itself")
     p.add_argument("--on-error", choices=("record", "stop"), default="record",
                    help="a computation that raises: record the error and go on (default), "
                         "or stop the app")
@@ -376,6 +383,7 @@ def main(args: argparse.Namespace) -> int:
         _log(f"note: Wallaroo option(s) {', '.join(skipped)} mean nothing to wallaroo_nb "
              "and are ignored")
     app_args = list(getattr(args, "argv", None) or [])
+    compat.set_generation(getattr(args, "wallaroo_api", "head"))
     try:
         module = load_application(args.application_module)
         application = setup_application(module, app_args)
