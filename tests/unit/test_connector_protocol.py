@@ -198,3 +198,31 @@ def test_send_06_stream_messages_to_a_0_6_source_connector_framing():
     finally:
         src.close()
     assert got == ["1.5", "2"] and result["value"] == 2
+
+
+def test_receive_lines_keeps_lines_of_two_connections_whole(tmp_path):
+    """Wallaroo's examples write newline-terminated text; with one sink connection per
+    worker, --lines writes only whole lines, so two writers never interleave mid-line."""
+    out = tmp_path / "out.txt"
+    ready = threading.Event()
+    port = {}
+
+    def on_ready(p):
+        port["p"] = p
+        ready.set()
+
+    t, result = in_thread(sendrecv.receive, "127.0.0.1", 0, out=out, count=4, ready=on_ready,
+                          lines=True)
+    assert ready.wait(5)
+    a = socket.create_connection(("127.0.0.1", port["p"]))
+    b = socket.create_connection(("127.0.0.1", port["p"]))
+    a.sendall(b"alpha => 1\nalp")
+    b.sendall(b"beta => 1\nbe")
+    a.sendall(b"ha => 2\n")
+    b.sendall(b"ta => 2\n")
+    t.join(5)
+    a.close()
+    b.close()
+    assert sorted(out.read_text().splitlines()) == [
+        "alpha => 1", "alpha => 2", "beta => 1", "beta => 2"]
+    assert result["value"]["messages"] == 4

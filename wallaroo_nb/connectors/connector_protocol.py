@@ -272,6 +272,7 @@ class ConnectorSource(TCPSource):
             self._message(session, fields, out)
         elif tag == EOS:
             self._eos(session, fields)
+            return  # its Ack is the last word: a connector may close right after it
         elif tag == ERROR:
             self.errors.record("connector", self._cl.peer, f"the connector said: {fields}")
             session.closing = True

@@ -74,15 +74,27 @@ class Connection:
         self._spend(cp.message(sid, message_id, payload, event_time))
 
     def close_stream(self, sid: int, last_id: Optional[int]) -> None:
-        """End the stream and wait until the source acks it (up to its last id)."""
+        """End the stream and wait until the source acks it up to its last message id
+        (so that closing the connection then loses nothing in flight)."""
         self.sock.sendall(cp.eos(sid))
+        want = cp.NONE_SEEN if last_id is None else last_id
         deadline = time.monotonic() + ACK_TIMEOUT_S
         while time.monotonic() < deadline:
             tag, fields = read_frame(self.sock)
             self._note(tag, fields)
-            if tag == cp.ACK and any(s == sid for s, _ in fields.acks):
+            if tag == cp.ACK and (sid, want) in fields.acks:
                 return
         raise ConnectorError(f"no Ack for the end of stream {sid} in {ACK_TIMEOUT_S}s")
+
+    def drain(self) -> None:
+        """Read what the source sent and we did not need, so that closing the socket
+        does not reset the connection (unread data makes the kernel send a RST)."""
+        self.sock.setblocking(False)
+        try:
+            while self.sock.recv(65536):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
 
     def _spend(self, data: bytes) -> None:
         while self.credits <= 0:
@@ -118,4 +130,5 @@ def send_at_least_once(host: str, port: int, items: Iterable[bytes], cookie: str
                 if ahead > 0:
                     time.sleep(ahead)
         conn.close_stream(sid, last)
+        conn.drain()
     return sent

@@ -217,11 +217,13 @@ STREAM_FRAMES = {"0.6": ("<I", unstream_06), "head": (">I", unstream_head)}
 
 
 class _Conn:
-    __slots__ = ("sock", "peer", "parser", "unwrap")
+    __slots__ = ("sock", "peer", "parser", "unwrap", "tail")
 
     def __init__(self, sock: socket.socket, peer: str, parser: Optional[FrameParser],
-                 unwrap: Optional[Callable[[bytes], bytes]] = None) -> None:
+                 unwrap: Optional[Callable[[bytes], bytes]] = None,
+                 lines: bool = False) -> None:
         self.sock, self.peer, self.parser, self.unwrap = sock, peer, parser, unwrap
+        self.tail: Optional[bytearray] = bytearray() if lines else None  # an unfinished line
 
 
 def receive(
@@ -238,6 +240,7 @@ def receive(
     stop: Optional[threading.Event] = None,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
     stream_frames: Optional[str] = None,
+    lines: bool = False,
 ) -> dict:
     """Listen on ``host:port`` and write what arrives to ``out`` until told to stop.
 
@@ -251,6 +254,8 @@ def receive(
 
     ``stream_frames`` ("0.6" or "head") unframes Wallaroo's stream messages (what a
     ``@stream_message_encoder`` makes) and writes their payloads, one per line.
+    ``lines`` (unframed data) writes each connection's whole lines only, so lines from
+    several connections never interleave; each line counts as a message.
     """
     if stream_frames not in (None, *STREAM_FRAMES):
         raise ValueError(f"stream_frames must be one of {sorted(STREAM_FRAMES)} or None, "
@@ -279,7 +284,8 @@ def receive(
                 break
             for key, _ in sel.select(0.1):
                 if key.data is None:
-                    _accept(lsock, sel, framed, length_fmt, max_frame, stats, unwrap)
+                    _accept(lsock, sel, framed, length_fmt, max_frame, stats, unwrap,
+                            lines and not framed)
                 elif _pull(key.data, sel, write, separator, stats, log, count):
                     last_data = time.monotonic()
             flush()
@@ -296,14 +302,15 @@ def receive(
 
 def _accept(lsock: socket.socket, sel: selectors.BaseSelector, framed: bool,
             length_fmt: str, max_frame: int, stats: dict,
-            unwrap: Optional[Callable[[bytes], bytes]] = None) -> None:
+            unwrap: Optional[Callable[[bytes], bytes]] = None, lines: bool = False) -> None:
     try:
         sock, addr = lsock.accept()
     except BlockingIOError:
         return
     sock.setblocking(False)
     parser = FrameParser(struct.calcsize(length_fmt), length_fmt, max_frame) if framed else None
-    sel.register(sock, selectors.EVENT_READ, _Conn(sock, f"{addr[0]}:{addr[1]}", parser, unwrap))
+    sel.register(sock, selectors.EVENT_READ,
+                 _Conn(sock, f"{addr[0]}:{addr[1]}", parser, unwrap, lines))
     stats["connections"] += 1
 
 
@@ -318,6 +325,9 @@ def _pull(conn: _Conn, sel: selectors.BaseSelector, write: Callable, separator: 
         log(f"receive: {conn.peer}: {e}")
         data = b""
     if not data:
+        if conn.tail:
+            write(bytes(conn.tail) + b"\n")  # the last line had no newline
+            stats["messages"] += 1
         if conn.parser is not None and conn.parser.buffered():
             stats["errors"] += 1
             log(f"receive: {conn.peer} closed mid-frame ({conn.parser.buffered()} bytes lost)")
@@ -325,6 +335,14 @@ def _pull(conn: _Conn, sel: selectors.BaseSelector, write: Callable, separator: 
         conn.sock.close()
         return False
     stats["bytes"] += len(data)
+    if conn.tail is not None:
+        conn.tail += data
+        end = conn.tail.rfind(b"\n") + 1
+        if end:
+            write(bytes(conn.tail[:end]))
+            stats["messages"] += conn.tail.count(b"\n", 0, end)
+            del conn.tail[:end]
+        return True
     if conn.parser is None:
         write(data)
         stats["messages"] += 1
@@ -415,6 +433,9 @@ def receive_add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="unframe length-prefixed messages, write one per line")
     parser.add_argument("--length-fmt", default=DEFAULT_LENGTH_FMT,
                         help="struct format of the length header (default >I)")
+    parser.add_argument("--lines", action="store_true",
+                        help="unframed data is newline-separated: write whole lines only, so "
+                             "lines from several connections (workers) never interleave")
     parser.add_argument("--stream-frames", choices=sorted(STREAM_FRAMES), default=None,
                         help="unframe Wallaroo's stream messages (a stream_message_encoder's "
                              "output: 0.6 for 0.6.0/0.6.1, head for the development head) and "
@@ -435,7 +456,7 @@ def receive_main(args: argparse.Namespace) -> int:
         stats = receive(host, port, out=args.out, framed=args.framed,
                         length_fmt=args.length_fmt, count=args.count,
                         idle_timeout=args.idle_timeout, ready=ready,
-                        stream_frames=args.stream_frames)
+                        stream_frames=args.stream_frames, lines=args.lines)
     except OSError as e:
         print(f"receive: {host}:{port}: {e}", file=sys.stderr)
         return 1
