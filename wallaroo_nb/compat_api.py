@@ -416,11 +416,11 @@ def count_windows(count: int) -> CountWindowsBuilder:
 UNSUPPORTED = {
     "_wallaroo_wrap": "it is machida's class factory for decorated functions; use the "
                       "decorators (@wallaroo.computation(...) and the rest)",
-    "attach_to_module": "it registers machida's generated classes for pickling; wallaroo_nb "
-                        "ships functions with cloudpickle and needs no such step",
-    "_PipelineTree": "it is machida's pipeline representation; build pipelines with "
-                     "wallaroo.source(...).to(...)",
-    "_validate_aggregation": "window steps check their Aggregation in .over()",
+    "attach_to_module": "it registers machida's generated classes for pickling; use the "
+                        "decorators alone (wallaroo_nb ships functions with cloudpickle)",
+    "_PipelineTree": "it is machida's pipeline representation; use "
+                     "wallaroo.source(...).to(...) to build pipelines",
+    "_validate_aggregation": "use .over(YourAggregation), which checks the aggregation",
 }
 
 

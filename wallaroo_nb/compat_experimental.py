@@ -223,10 +223,10 @@ class SinkConnectorConfig(TCPSinkConfig):
         super().__init__(g.get("host") or DEFAULT_HOST, g["port"], encoder, name=g["name"])
 
 
-_CLIENT_SIDE = ("it is for connector programs, which run outside the application; feed a "
-                "SourceConnectorConfig with `wallaroo-nb send --stream-frames 0.6` (0.6) or "
-                "`wallaroo-nb send --at-least-once COOKIE` (the head), and read a "
-                "SinkConnectorConfig with `wallaroo-nb receive --stream-frames 0.6|head`")
+_CLIENT_SIDE = ("it is for connector programs, which run outside the application; use "
+                "`wallaroo-nb send --stream-frames 0.6` (0.6) or `wallaroo-nb send "
+                "--at-least-once COOKIE` (the head) to feed a SourceConnectorConfig, and "
+                "`wallaroo-nb receive --stream-frames 0.6|head` to read a SinkConnectorConfig")
 CLIENT_NAMES = ("SourceConnector", "SinkConnector", "BaseConnector",
                 "AtLeastOnceSourceConnector", "MultiSourceConnector", "FramedFileReader",
                 "BaseIter", "BaseSource", "parse_connector_args", "Stream")

@@ -226,3 +226,11 @@ def test_receive_lines_keeps_lines_of_two_connections_whole(tmp_path):
     assert sorted(out.read_text().splitlines()) == [
         "alpha => 1", "alpha => 2", "beta => 1", "beta => 2"]
     assert result["value"]["messages"] == 4
+
+
+def test_an_unknown_protocol_version_is_refused_by_name(source):
+    src = source()
+    with socket.create_connection(src.address) as sock:
+        t, result = in_thread(Connection, sock, "tacos", version="9.9.9")
+        pump_until_done(src, t, 0, timeout=0.2)
+    assert "Unknown protocol version: 9.9.9" in str(result["error"])
