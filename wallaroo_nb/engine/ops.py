@@ -21,8 +21,11 @@ class Worker(Protocol):
     net: Transport
     connectors: list
 
+    def collect_connector_errors(self) -> None: ...
+
 
 def op_status(w: Worker) -> Status:
+    w.collect_connector_errors()  # so that a drained app has every error at the driver
     core = w.core
     rt = core.rt
     names = [s.name for s in core.plan.steps]
