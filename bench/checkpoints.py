@@ -48,7 +48,7 @@ def throughput(events: list, resilience: bool, workers: int) -> tuple:
             app.wait(timeout=600)
             dt = time.perf_counter() - t
             assert len(app.results()) == len(events)
-            return len(events) / dt, list(app._driver.checkpoint_times)
+            return len(events) / dt, list(app._driver.epochs.times)
 
 
 def checkpoint_and_recovery(keys: int, workers: int) -> tuple:

@@ -63,7 +63,7 @@ def baseline(events: list) -> float:
 
 def worker_cpu(app: w.App) -> float:
     """CPU seconds the app's worker processes have used (user + system)."""
-    return sum(sum(psutil.Process(p.pid).cpu_times()[:2]) for p in app._driver.procs)
+    return sum(sum(psutil.Process(p).cpu_times()[:2]) for p in app.pids)
 
 
 def engine(events: list, workers: int, metrics: bool = True) -> tuple[float, float]:

@@ -24,6 +24,8 @@ from . import windows as _windows
 from .api import BuildError
 from .connectors.memory import GenSourceConfig  # noqa: F401 (both forms; re-exported)
 from .connectors.tcp import TCPSourceConfig as _TCPSourceConfig
+from .plan import StepKind
+from .signatures import accepts
 
 WallarooParameterError = BuildError  # what Wallaroo raises for API misuse
 
@@ -66,7 +68,7 @@ def _validate_arity_compatability(name: str, obj: Any, arity: int) -> None:
     """Wallaroo's own arity check (its spelling), raising WallarooParameterError."""
     if not callable(obj):
         raise WallarooParameterError(f"Expected a callable object but got a {obj} for {name}")
-    if not api._positional_arity_ok(obj, arity):
+    if not accepts(obj, arity):
         raise WallarooParameterError(
             f"Incompatible function arity, your function {name} must have {arity} "
             f"parameter{'s' if arity != 1 else ''}.")
@@ -306,7 +308,8 @@ def _step(x: Any) -> Any:
         multi = hasattr(x, "compute_multi")
         initial = getattr(x, "initial_state", None)
         stateful = isinstance(x, StateComputation) or callable(initial)
-        kind = ("state_multi" if multi else "state") if stateful else ("multi" if multi else "map")
+        kind = ((StepKind.STATE_MULTI if multi else StepKind.STATE) if stateful
+                else (StepKind.MULTI if multi else StepKind.MAP))
         return api.Computation(x.name(), compute, kind, initial if stateful else None)
     return x  # wallaroo_nb's to() names what is wrong with it
 
@@ -316,7 +319,7 @@ def source(name: str, source_config: Any) -> Pipeline:
     return Pipeline.from_source(name, source_config)
 
 
-def build_application(app_name: str, pipeline: Any) -> api.Application:
+def build_application(app_name: str, pipeline: Any) -> Any:
     """The application; an error unless the pipeline ends in a sink."""
     if isinstance(pipeline, Pipeline):
         if not pipeline._is_closed():

@@ -8,15 +8,18 @@ return a :class:`WindowSpec`: plain data that ``Pipeline.to()`` accepts and that
 are immutable (every ``with_*`` returns a new one) and ``.over()`` validates, so
 mistakes surface when the pipeline is built, naming the step and the fix.
 
-All times are integer nanoseconds; the unit functions below convert.
+All times are integer nanoseconds (see units.py).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Optional
+
+from .errors import BuildError
+from .signatures import accepts, takes_at_least
+from .units import hours, microseconds, milliseconds, minutes, nanoseconds, seconds  # noqa: F401
 
 # Late-data policies as Wallaroo spells them; the underscore forms are aliases.
 LATE_DATA_POLICIES = ("drop", "fire-per-message", "place-in-oldest-window")
@@ -28,42 +31,6 @@ COUNT_TIMEOUT_NS = 5_000_000_000
 _REQUIRED = ("initial_accumulator", "update", "combine", "output")
 # positional arguments each method takes (besides self)
 _ARITY = {"initial_accumulator": (0,), "update": (2,), "combine": (2,), "output": (2, 3)}
-
-
-def _to_ns(n: float, unit_ns: int, unit: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, float)):
-        raise TypeError(f"{unit}() takes a number, got {type(n).__name__}")
-    return n * unit_ns if isinstance(n, int) else int(round(n * unit_ns))
-
-
-def nanoseconds(n: float) -> int:
-    """``n`` nanoseconds, as int ns."""
-    return _to_ns(n, 1, "nanoseconds")
-
-
-def microseconds(n: float) -> int:
-    """``n`` microseconds, as int ns."""
-    return _to_ns(n, 1_000, "microseconds")
-
-
-def milliseconds(n: float) -> int:
-    """``n`` milliseconds, as int ns."""
-    return _to_ns(n, 1_000_000, "milliseconds")
-
-
-def seconds(n: float) -> int:
-    """``n`` seconds, as int ns."""
-    return _to_ns(n, 1_000_000_000, "seconds")
-
-
-def minutes(n: float) -> int:
-    """``n`` minutes, as int ns."""
-    return _to_ns(n, 60_000_000_000, "minutes")
-
-
-def hours(n: float) -> int:
-    """``n`` hours, as int ns."""
-    return _to_ns(n, 3_600_000_000_000, "hours")
 
 
 class Aggregation:
@@ -137,7 +104,7 @@ class WindowSpec:
         return self.kind in ("range", "session")
 
     def validate(self) -> None:
-        """Raise ValueError (naming the step and the fix) if this spec cannot run."""
+        """Raise BuildError (naming the step and the fix) if this spec cannot run."""
         _check_aggregation(self.agg, self.name)
         if self.kind == "range":
             _check_range(self)
@@ -152,11 +119,11 @@ class WindowSpec:
             _check_policy(self)
         elif self.kind == "event":
             if self.fire_when is not None and not callable(self.fire_when):
-                raise ValueError(
+                raise BuildError(
                     f"window step {self.name!r}: fire_when() takes a function message -> bool, "
                     f"got {type(self.fire_when).__name__}")
         else:
-            raise ValueError(f"window step {self.name!r}: unknown window kind {self.kind!r}")
+            raise BuildError(f"window step {self.name!r}: unknown window kind {self.kind!r}")
 
 
 def late_data_policy_name(policy: Any) -> Any:
@@ -167,10 +134,10 @@ def late_data_policy_name(policy: Any) -> Any:
 
 def _check_positive_int(v: Any, what: str, name: str, hint: str) -> None:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(
+        raise BuildError(
             f"window step {name!r}: {what} must be an int, got {v!r} ({type(v).__name__}); {hint}")
     if v <= 0:
-        raise ValueError(f"window step {name!r}: {what} must be positive, got {v}; {hint}")
+        raise BuildError(f"window step {name!r}: {what} must be positive, got {v}; {hint}")
 
 
 def _check_range(s: WindowSpec) -> None:
@@ -178,14 +145,14 @@ def _check_range(s: WindowSpec) -> None:
     _check_positive_int(s.range_ns, "the range (ns)", s.name, units)
     _check_positive_int(s.slide_ns, "the slide (ns)", s.name, units)
     if isinstance(s.delay_ns, bool) or not isinstance(s.delay_ns, int) or s.delay_ns < 0:
-        raise ValueError(
+        raise BuildError(
             f"window step {s.name!r}: the delay must be an int >= 0 of ns, got {s.delay_ns!r}; "
             f"{units}")
     if s.align not in ("epoch", "key"):
-        raise ValueError(f"window step {s.name!r}: align must be 'epoch' or 'key', "
+        raise BuildError(f"window step {s.name!r}: align must be 'epoch' or 'key', "
                          f"got {s.align!r}")
     if s.slide_ns > s.range_ns:
-        raise ValueError(
+        raise BuildError(
             f"window step {s.name!r}: the slide ({s.slide_ns} ns) is larger than the range "
             f"({s.range_ns} ns), which would skip data between windows; use a slide <= range "
             f"(leave the slide out for tumbling windows)")
@@ -194,31 +161,9 @@ def _check_range(s: WindowSpec) -> None:
 
 def _check_policy(s: WindowSpec) -> None:
     if s.late_data_policy not in LATE_DATA_POLICIES:
-        raise ValueError(
+        raise BuildError(
             f"window step {s.name!r}: unknown late data policy {s.late_data_policy!r}; "
             f"use one of {', '.join(repr(p) for p in LATE_DATA_POLICIES)}")
-
-
-def _positional_counts(fn: Callable) -> Optional[tuple]:
-    """(required, maximum) positional parameters of ``fn``; max is None for *args;
-    None when the signature cannot be read (builtins)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    required = sum(1 for p in positional if p.default is p.empty)
-    if any(p.kind == p.VAR_POSITIONAL for p in params):
-        return required, None
-    return required, len(positional)
-
-
-def _accepts(fn: Callable, n: int) -> bool:
-    counts = _positional_counts(fn)
-    if counts is None:
-        return True
-    required, most = counts
-    return required <= n and (most is None or n <= most)
 
 
 def _check_aggregation(agg: Any, name: str) -> None:
@@ -227,13 +172,13 @@ def _check_aggregation(agg: Any, name: str) -> None:
         inherited = isinstance(agg, Aggregation) and getattr(type(agg), m, None) is getattr(
             Aggregation, m)
         if not callable(fn) or inherited:
-            raise ValueError(
+            raise BuildError(
                 f"window step {name!r}: the aggregation {type(agg).__name__} has no {m}() "
                 f"method; an Aggregation defines initial_accumulator(), update(input, acc), "
                 f"combine(a, b) and output(key, acc)")
-        if not any(_accepts(fn, n) for n in _ARITY[m]):
+        if not any(accepts(fn, n) for n in _ARITY[m]):
             want = " or ".join(str(n) for n in _ARITY[m])
-            raise ValueError(
+            raise BuildError(
                 f"window step {name!r}: {type(agg).__name__}.{m}() must take {want} "
                 f"argument(s) besides self")
 
@@ -244,12 +189,12 @@ def _resolve(agg: Any, where: str) -> Any:
         try:
             return agg()
         except TypeError as e:
-            raise ValueError(
+            raise BuildError(
                 f"{where}.over({agg.__name__}): could not make {agg.__name__}() with no "
                 f"arguments ({e}); pass an instance instead, e.g. .over({agg.__name__}(...))"
             ) from e
     if callable(agg) and not any(hasattr(agg, m) for m in _REQUIRED):
-        raise ValueError(
+        raise BuildError(
             f"{where}.over(...): got the function {getattr(agg, '__name__', agg)!r}; pass an "
             f"Aggregation class or instance (initial_accumulator, update, combine, output)")
     return agg
@@ -262,7 +207,7 @@ def _step_name(agg: Any) -> str:
     if callable(name_fn):
         name = name_fn()
         if not isinstance(name, str) or not name:
-            raise ValueError(
+            raise BuildError(
                 f"the aggregation {type(agg).__name__}: name() must return a non-empty str, "
                 f"got {name!r}")
         return name
@@ -273,8 +218,7 @@ def _make_spec(where: str, kind: str, agg: Any, **fields: Any) -> WindowSpec:
     agg = _resolve(agg, where)
     name = _step_name(agg)
     _check_aggregation(agg, name)
-    counts = _positional_counts(agg.output)
-    takes_window = counts is not None and (counts[1] is None or counts[1] >= 3)
+    takes_window = takes_at_least(agg.output, 3)
     spec = WindowSpec(kind=kind, name=name, agg=agg, output_takes_window=takes_window,
                       atomic_update=bool(getattr(agg, "atomic_update", False)), **fields)
     spec.validate()

@@ -9,10 +9,10 @@ import struct
 import threading
 
 import pytest
-from sourcetools import read_n
 
 from wallaroo_nb.connectors import connector_protocol as cp
 from wallaroo_nb.connectors.tcp import TCPSourceConfig
+from wallaroo_nb.testing import read_source as read_n
 from wallaroo_nb.tools import sendrecv
 from wallaroo_nb.tools.connector_client import Connection, ConnectorError, read_frame
 

@@ -9,13 +9,12 @@ import struct
 
 import cloudpickle
 import pytest
-from sourcetools import read_n
 
 from wallaroo_nb import compat
 from wallaroo_nb.api import BuildError
 from wallaroo_nb.connectors.connector_protocol import ConnectorSource
 from wallaroo_nb.connectors.tcp import TCPSource
-from wallaroo_nb.plan import make_plan
+from wallaroo_nb.testing import read_source as read_n
 
 wallaroo = compat.install_alias()  # `import wallaroo` and `wallaroo.experimental` from here on
 
@@ -149,13 +148,13 @@ def test_pipeline_methods_return_new_pipelines_and_nothing_follows_a_sink():
     with pytest.raises(wallaroo.WallarooParameterError, match="must end with to_sink"):
         wallaroo.build_application("open", q)
     app = wallaroo.build_application("app", done)
-    assert [s.kind for s in make_plan(app).steps] == ["map", "state", "sink"]
+    assert [s.kind for s in app.steps] == ["map", "state", "sink"]
 
 
 def test_merge_and_to_sinks():
     a, b = source(), wallaroo.source("q", wallaroo.GenSourceConfig("g2", Countdown()))
     app = wallaroo.build_application("m", a.merge(b).to(double).to_sinks([sink(), sink()]))
-    assert len(make_plan(app).sources) == 2
+    assert len(app.sources) == 2
     with pytest.raises(wallaroo.WallarooParameterError, match="merge"):
         a.merge("not a pipeline")
 
@@ -185,7 +184,7 @@ class Tally(wallaroo.StateComputation):
 def test_hand_made_computation_objects_are_steps():
     app = wallaroo.build_application("h", source().to(Triple()).key_by(lambda x: "k")
                                      .to(Tally()).to_sink(sink()))
-    steps = make_plan(app).steps
+    steps = app.steps
     assert [(s.name, s.kind) for s in steps[:2]] == [("triple", "map"), ("tally", "state_multi")]
     assert steps[0].fn(2) == 6 and isinstance(steps[1].state_cls(), Count)
 

@@ -9,39 +9,37 @@ from __future__ import annotations
 
 import atexit
 import gc
-import linecache
-import re
 import threading
 import time
 import weakref
 from typing import Any, Optional
 
-from ..api import Application, BuildError, Pipeline, build_application
+from ..api import Pipeline, build_application
+from ..errors import BuildError, ErrorRecord, Recovering, StepError
 from ..keys import slot_of_key
 from ..metrics.store import MetricsStore
-from ..plan import make_plan
-from .driver import Callbacks, Driver, Options, Recovering
+from ..plan import Plan
+from ..protocol import StateRows, Status
+from .driver import Callbacks, Driver, Options
+from .tracebacks import code_files, restore_sources
+from .waiting import in_flight, quiescent
 
 _APPS: "weakref.WeakSet[App]" = weakref.WeakSet()
 ON_ERROR_MODES = ("record", "stop")
 
 
-class StepError(RuntimeError):
-    """A computation raised and the app runs with ``on_error='stop'``."""
-
-
 class App:
     """A running (or stopped) application on worker processes."""
 
-    def __init__(self, application: Application, workers: int, opts: Options):
-        self.name = application.name
-        self.plan = make_plan(application)
-        self._code_files = _code_files(self.plan)
+    def __init__(self, plan: Plan, workers: int, opts: Options):
+        self.name = plan.name
+        self.plan = plan
+        self._code_files = code_files(self.plan)
         self.workers = workers
         self.on_error = opts.on_error
         self.resilience = opts.resilience
         self._results: list = []
-        self._errors: list = []
+        self._errors: list[ErrorRecord] = []
         self._events: list = []
         self._cond = threading.Condition()
         self._stopped = False
@@ -65,19 +63,19 @@ class App:
             self._cond.notify_all()
 
     def _add_errors(self, records: list) -> None:
-        for r in records:
-            r["traceback"] = _restore_sources(r["traceback"], self._code_files)
+        records = [r._replace(traceback=restore_sources(r.traceback, self._code_files))
+                   for r in records]
         with self._cond:
             self._errors.extend(records)
             self._cond.notify_all()
         if self.on_error == "stop" and records and self._driver.failure is None:
             r = records[0]
             self._driver.fail(StepError(
-                f"step {r['step']!r} raised {r['error']} on key {r['key']} "
-                f"(input {r['input']}); the app was stopped (on_error='stop')\n{r['traceback']}"))
+                f"step {r.step!r} raised {r.error} on key {r.key} "
+                f"(input {r.input}); the app was stopped (on_error='stop')\n{r.traceback}"))
 
     def _add_metrics(self, worker: int, delta: dict) -> None:
-        self._metrics.add(str(worker), delta)
+        self._metrics.add(str(worker), delta._asdict())
 
     def _event(self, text: str) -> None:
         self._events.append((time.time(), text))
@@ -161,7 +159,7 @@ class App:
                 last = None
                 continue
             self._raise_failure()
-            key = _quiescent(snap, self._driver.results_received)
+            key = quiescent(snap, self._driver.results_received)
             if key is not None and key == last:
                 if not self.resilience:
                     return self
@@ -194,25 +192,11 @@ class App:
         return self
 
     def _in_flight(self, timeout: Optional[float], header: bool = True) -> str:
-        parts = []
         try:
             snap = self._call("status", timeout=2)
         except Exception as e:
             return f"app {self.name!r}: no status from the workers ({e})"
-        for w, st in enumerate(snap):
-            for sid, (done, n) in st["sources"].items():
-                if not done:
-                    parts.append(f"source {self.plan.sources[sid].name!r} on worker {w} has "
-                                 f"read {n} messages and is not exhausted")
-        for a, sa in enumerate(snap):
-            for b, sb in enumerate(snap):
-                gap = sa["sent"][b] - sb["recv"][a]
-                if gap:
-                    parts.append(f"{gap} frames in flight from worker {a} to worker {b}")
-        for w, st in enumerate(snap):
-            if not st["idle"]:
-                parts.append(f"worker {w} has unsent output")
-        what = "; ".join(parts) or "nothing in flight (the last check raced with new data)"
+        what = in_flight(self.plan, snap)
         return (f"app {self.name!r}: wait() timed out after {timeout}s: " if header else "") + what
 
     # -- answers -------------------------------------------------------------------------
@@ -241,8 +225,7 @@ class App:
 
         with self._cond:
             rows = list(self._errors)
-        cols = ["step", "where", "key", "input", "error", "traceback", "worker", "time"]
-        return pd.DataFrame(rows, columns=cols)
+        return pd.DataFrame(rows, columns=list(ErrorRecord._fields))
 
     def events(self) -> list:
         """What happened to the app: (unix time, text), oldest first."""
@@ -250,21 +233,20 @@ class App:
 
     def state(self, step: str) -> Any:
         """Per-key state of a state step, gathered from all workers, as a DataFrame."""
-        import cloudpickle
         import pandas as pd
 
         self.plan.step_named(step)  # a clear KeyError for a wrong name, before asking
         self._raise_failure()
-        parts = [cloudpickle.loads(b) for b in self._call("state", {"step": step})]
+        parts: list[StateRows] = self._call("state", {"step": step})
         rows = []
         for part in parts:
-            if part["kind"] == "window":
-                rows.extend(dict(r, worker=part["worker"]) for r in part["rows"])
+            if part.kind == "window":
+                rows.extend(dict(r, worker=part.worker) for r in part.rows)
                 continue
-            for key, fields in part["rows"]:
+            for key, fields in part.rows:
                 row = {"key": key}
                 row.update(fields)
-                row["worker"] = part["worker"]
+                row["worker"] = part.worker
                 row["slot"] = slot_of_key(key, self.plan.n_slots)
                 rows.append(row)
         df = pd.DataFrame(rows)
@@ -290,7 +272,7 @@ class App:
             raise TypeError("update() takes a function decorated with @computation, "
                             f"@state_computation, ...; got {computation!r}")
         step = self.plan.step_named(computation.name)
-        if step.kind != computation.kind:
+        if step.kind is not computation.kind:
             raise ValueError(f"step {step.name!r} is a {step.kind} step; the new "
                              f"{computation.name!r} is a {computation.kind} computation")
         if step.state_cls is not None and computation.state is not step.state_cls:
@@ -302,8 +284,9 @@ class App:
                 raise ValueError(f"step {step.name!r}: update() keeps the state, so the state "
                                  "class must stay the same; stop and run again to change it")
         self._call("update", {"step": step.name, "fn": cloudpickle.dumps(computation.fn)})
-        step.fn = computation.fn  # recoveries restart workers with the new function
-        self._code_files.update(_code_files(self.plan))
+        # recoveries restart workers with the new function
+        self.plan = self._driver.plan = self.plan.with_fn(step.name, computation.fn)
+        self._code_files.update(code_files(self.plan))
         self._event(f"step {step.name!r} updated")
 
     # -- windows ------------------------------------------------------------------------
@@ -315,7 +298,7 @@ class App:
         message it processed before is in the closed window, every later one in
         the next. Returns how many windows were emitted."""
         s = self.plan.step_named(step)
-        if s.kind != "window" or s.spec.kind != "event":
+        if not s.is_window or s.spec.kind != "event":
             raise ValueError(f"step {step!r} is not an event_windows() step; triggers close "
                              "event-driven windows only")
         return sum(self._call("trigger", {"step": step, "key": key}))
@@ -367,7 +350,7 @@ class App:
     def status(self) -> dict:
         """A summary: workers alive, events in and out, errors, filtered counts."""
         info = {"name": self.name, "running": self.running, "workers": self.workers,
-                "workers_alive": sum(p.poll() is None for p in self._driver.procs),
+                "workers_alive": self._driver.procs.alive(),
                 "results": len(self._results), "errors": len(self._errors),
                 "recoveries": sum(e.startswith("recovered") for _, e in self._events),
                 "uptime_s": round(time.time() - self._t0, 1)}
@@ -375,12 +358,12 @@ class App:
         if not self.running:
             return info
         try:
-            snap = self._driver.call("status", timeout=2)
+            snap: list[Status] = self._driver.call("status", timeout=2)
         except Exception:
             return info
         self._last_counts = {
-            "events_in": sum(n for st in snap for _d, n in st["sources"].values()),
-            "events_out": sum(sum(st["sink_counts"].values()) for st in snap)}
+            "events_in": sum(src.count for st in snap for src in st.sources.values()),
+            "events_out": sum(sum(st.sink_counts.values()) for st in snap)}
         info.update(self._last_counts)
         return info
 
@@ -397,70 +380,6 @@ class App:
         return f"<App {self.name!r} workers={self.workers} {'running' if self.running else 'stopped'}>"
 
 
-def _quiescent(snap: list, received: list) -> Optional[tuple]:
-    """A fingerprint of the counters if nothing is in flight, else None.
-
-    Two equal fingerprints from consecutive rounds mean the app is drained
-    (Mattern's four-counter termination detection)."""
-    if not snap:
-        return None
-    for st in snap:
-        if st["halted"] or not st["idle"]:
-            return None
-        if not all(done for done, _ in st["sources"].values()):
-            return None
-    for a, sa in enumerate(snap):
-        if sa["results_sent"] != received[a]:
-            return None
-        for b, sb in enumerate(snap):
-            if sa["sent"][b] != sb["recv"][a]:
-                return None
-    return tuple((tuple(st["sent"]), tuple(st["recv"]), st["results_sent"]) for st in snap)
-
-
-_DYNAMIC_FRAME = re.compile(r'^  File "<dynamic-code>", line (\d+), in (\S+)$')
-
-
-def _code_files(plan: Any) -> dict:
-    """Function name -> (filename, first line) for the user code in a plan."""
-    found: dict = {}
-
-    def add(fn: Any) -> None:
-        code = getattr(fn, "__code__", None)
-        if code is not None:
-            found.setdefault(code.co_name, code.co_filename)
-
-    for st in plan.steps:
-        add(st.fn)
-        add(st.key_fn)
-        cls = st.state_cls or getattr(st.spec, "agg", None)
-        for attr in vars(cls).values() if isinstance(cls, type) else ():
-            add(attr)
-        for name in ("fn", "event_time"):
-            add(getattr(st.sink, name, None))
-    for sp in plan.sources:
-        add(getattr(sp.config, "event_time", None))
-    return found
-
-
-def _restore_sources(tb: str, files: dict) -> str:
-    """Workers run user code unpickled from the driver, so their tracebacks say
-    <dynamic-code>; put back the driver's file name and source line (a notebook
-    cell's, too: IPython keeps cell sources in linecache)."""
-    out = []
-    for line in tb.splitlines():
-        m = _DYNAMIC_FRAME.match(line)
-        if m and m.group(2) in files:
-            filename = files[m.group(2)]
-            out.append(f'  File "{filename}", line {m.group(1)}, in {m.group(2)}')
-            src = linecache.getline(filename, int(m.group(1))).strip()
-            if src:
-                out.append(f"    {src}")
-            continue
-        out.append(line)
-    return "\n".join(out) + "\n"
-
-
 _FROZE = False
 
 
@@ -475,7 +394,7 @@ def _freeze_once() -> None:
         gc.freeze()
 
 
-def run(application: Any, workers: int = 2, on_error: str = "record", metrics: bool = True,
+def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record", metrics: bool = True,
         resilience: bool = False, checkpoint_dir: Optional[str] = None,
         checkpoint_interval: float = 1.0, resume: bool = False) -> App:
     """Start ``application`` (or a Pipeline ending in a sink) on ``workers`` processes.
@@ -485,7 +404,7 @@ def run(application: Any, workers: int = 2, on_error: str = "record", metrics: b
     last committed checkpoint there (after a driver restart)."""
     if isinstance(application, Pipeline):
         application = build_application("app", application)
-    if not isinstance(application, Application):
+    if not isinstance(application, Plan):
         raise BuildError(f"run() takes build_application(...) or a Pipeline, got {application!r}")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")

@@ -18,6 +18,7 @@ import zlib
 from typing import Optional
 
 from ..engine.epochs import CorruptCheckpoint, read_checked, write_atomic
+from ..protocol import Restore, SourcePosition
 
 KEEP_EPOCHS = 2  # committed epochs kept on disk: the newest and one to fall back on
 _MANIFEST = re.compile(r"manifest-(\d+)\.ckpt$")
@@ -44,8 +45,8 @@ class CheckpointDir:
         manifest = {
             "epoch": epoch,
             "workers": len(acks),
-            "files": {a["file"]: a["sha256"] for a in acks},
-            "positions": {sid: pos for a in acks for sid, pos in a["positions"].items()},
+            "files": {a.file: a.sha256 for a in acks},
+            "positions": {sid: tuple(pos) for a in acks for sid, pos in a.positions.items()},
             "results_offset": offset,
         }
         write_atomic(os.path.join(self.path, f"manifest-{epoch:012d}.ckpt"), pickle.dumps(manifest))
@@ -100,10 +101,10 @@ class CheckpointDir:
             with open(self.results_path, "r+b") as f:
                 f.truncate(offset)
 
-    def restore_info(self, manifest: dict) -> dict:
+    def restore_info(self, manifest: dict) -> Restore:
         """What a worker needs to load the epoch: directory, files, positions."""
-        return {"dir": self.path, "epoch": manifest["epoch"], "files": manifest["files"],
-                "positions": manifest["positions"]}
+        return Restore(self.path, manifest["epoch"], manifest["files"],
+                       {sid: SourcePosition(*pos) for sid, pos in manifest["positions"].items()})
 
     def _collect_garbage(self, epoch: int) -> None:
         epochs = sorted(int(m.group(1)) for f in os.listdir(self.path)

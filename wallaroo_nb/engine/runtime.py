@@ -1,30 +1,29 @@
-"""A worker's in-memory world: state, pending outbound values, sink buffers, errors.
+"""A worker's in-memory world: keyed state, window runners, pending outbound values,
+sink buffers, error records and metrics.
 
-The worker loop sets ``ctx`` (ingest time, source, event time) before feeding a
-chunk of values through the fused steps, then calls ``seal()``: values parked for
-other workers become groups ``(0, step, src, ts, event_times, payload)`` and sink
-buffers are handed on (values travel pickled: see codec.py).
+The core sets ``ctx`` (ingest time, source, event time) before feeding a chunk
+of values through the fused steps, then calls ``seal()``: values parked for
+other workers become data groups (see protocol.py), sink buffers become results
+for the driver or batches for live sinks (values travel pickled: see codec.py).
 """
 
 from __future__ import annotations
 
 import math
 import time
-import traceback
 from typing import Any, Callable
 
-from ..connectors.framing import short_repr
+from ..errors import ErrorRecord, error_record, from_connector, short_repr
 from ..keys import default_owners, slot_cache
 from ..metrics import histogram as hg
 from ..metrics.recorder import Recorder
+from ..plan import Plan, Step
+from ..protocol import GROUP_DATA
 from .codec import dumps
 from .timing import Timer
-from .watermarks import watermark_steps
+from .windowing import make_window_runner
 
-GROUP_DATA = 0  # (0, step, source, ingest ts, event times | None, watermarks | None, values)
-GROUP_BARRIER = 1  # (1, step, epoch)
-GROUP_WATERMARK = 2  # (2, step, source, watermark ns)
-MAX_ERRORS_KEPT = 1000  # error records buffered per flush; all are counted
+MAX_ERRORS_KEPT = 1000  # error records buffered between two takes; all are counted
 
 
 class Ctx:
@@ -42,35 +41,47 @@ class Ctx:
 
 
 class Runtime:
-    def __init__(self, plan: Any, me: int, n_workers: int, on_error: str = "record",
-                 metrics: bool = True):
+    """Everything one worker's fused steps read and write on the hot path: per-step
+    keyed state and window runners, values parked per peer until ``seal()``, sink
+    buffers, error records and counters, and the metrics recorder.
+
+    It knows nothing of sockets: ``seal()`` leaves what is to be sent in
+    ``out_groups`` (per peer), ``out_results`` (driver sinks) and ``out_sinks``
+    (live sinks on this worker), and the caller takes them from there.
+    """
+
+    def __init__(self, plan: Plan, me: int, n_workers: int, on_error: str = "record",
+                 metrics: bool = True, owners: list | None = None):
         self.plan = plan
         self.me = me
         self.error_mode = on_error
         self.ctx = Ctx()
-        self.owners = default_owners(plan.n_slots, n_workers)
+        self.owners = owners if owners is not None else default_owners(plan.n_slots, n_workers)
         self.slot_cache, self.slot_miss = slot_cache(plan.n_slots)
         self.track_event_time = plan.has_event_time
-        self.wm_steps = watermark_steps(plan)
+        self.wm_steps = plan.topology.watermarked
         self.track_wm = bool(self.wm_steps)
-        self.wm_tables: dict = {}  # step id -> watermarks.Table (set up by the worker)
+        self.wm_tables: dict = {}  # step id -> watermarks.Table (set up by the core)
         self.window_emits: dict = {}  # window step id -> the feed of its children
         steps = plan.steps
-        self.states = {s.id: {} for s in steps if s.kind in ("state", "state_multi")}
-        self.windows: dict = {}
+        self.states: dict = {s.id: {} for s in steps if s.holds_state}
+        self.windows: dict = {s.id: make_window_runner(s.spec, with_keys=True)
+                              for s in steps if s.is_window}
         self.pending = {s.id: [[] for _ in range(n_workers)] for s in steps if s.keyed}
         self.pending_et = {s.id: [[] for _ in range(n_workers)] for s in steps if s.keyed}
         self.pending_wm = {s.id: [[] for _ in range(n_workers)] for s in steps if s.keyed}
-        self.sink_buffers = {s.id: [] for s in steps if s.kind == "sink"}
-        self.sinks: dict = {}  # step id -> live worker-side Sink
+        self.sink_buffers = {s.id: [] for s in steps if s.is_sink}
+        self.driver_sinks = {s.id for s in steps if s.is_sink and s.sink.to_driver}
         self.filtered = [0] * len(steps)
         self.error_counts = [0] * len(steps)
-        self.errors: list = []
+        self.errors: list[ErrorRecord] = []
         self.halted = False
-        # filled by seal(): per peer, groups waiting to be framed; results to the driver
+        # filled by seal(): per peer, groups waiting to be framed; results to the
+        # driver's sinks as (sink step, pickled values, count); batches for live sinks
         self.out_groups: list = [[] for _ in range(n_workers)]
         self.out_results: list = []
-        self.sink_counts = {s.id: 0 for s in steps if s.kind == "sink"}
+        self.out_sinks: list = []
+        self.sink_counts = {s.id: 0 for s in steps if s.is_sink}
         # metrics: per-call timings of user functions, pipeline and worker latency
         self.timing = metrics
         self.timers: dict = {}  # step id -> Timer of its user function
@@ -114,32 +125,22 @@ class Runtime:
 
     # -- errors ------------------------------------------------------------------
 
-    def on_error(self, step: Any, key: Any, value: Any, exc: BaseException,
+    def on_error(self, step: Step, key: Any, value: Any, exc: BaseException,
                  where: str = "computation") -> None:
         """Record a failed event and go on (or halt, with on_error='stop')."""
         self.error_counts[step.id] += 1
-        self._record(step.name, where, short_repr(key, 300), value, exc)
+        self._keep(error_record(step.name, where, exc, value=value, worker=self.me,
+                                key=short_repr(key, 300)))
 
     def source_error(self, name: str, value: Any, exc: BaseException, where: str) -> None:
         """An error outside any step (a source, its decoder, its event_time)."""
-        self._record(name, where, "", value, exc)
+        self._keep(error_record(name, where, exc, value=value, worker=self.me))
 
-    def connector_error(self, name: str, record: dict) -> None:
+    def connector_error(self, name: str, record: Any) -> None:
         """An error a source or sink logged itself (see Source.drain_errors)."""
-        fields = ("where", "input", "error", "traceback")
-        self._keep({"step": record.get("step") or name, "key": "",
-                    **{k: record.get(k, "") for k in fields},
-                    "worker": self.me, "time": record.get("time", time.time())})
+        self._keep(from_connector(name, record, self.me))
 
-    def _record(self, name: str, where: str, key: str, value: Any, exc: BaseException) -> None:
-        self._keep({
-            "step": name, "where": where, "key": key, "input": short_repr(value, 300),
-            "error": f"{type(exc).__name__}: {exc}",
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-            "worker": self.me, "time": time.time(),
-        })
-
-    def _keep(self, record: dict) -> None:
+    def _keep(self, record: ErrorRecord) -> None:
         if len(self.errors) < MAX_ERRORS_KEPT:  # all are counted; this many are kept
             self.errors.append(record)
         if self.error_mode == "stop":
@@ -152,7 +153,7 @@ class Runtime:
         ctx.src, ctx.sender = src, self.me
         ctx.ts = ctx.arrived = time.time_ns()
 
-    def emit_window_outputs(self, step: Any, outs: Any, wm: float) -> None:
+    def emit_window_outputs(self, step: Step, outs: Any, wm: float) -> None:
         """Send fired windows downstream; each output carries its window's event time
         and the watermark from *before* the firing, so it is never late downstream."""
         ctx = self.ctx
@@ -195,11 +196,10 @@ class Runtime:
                 shipped += n
                 self.sink_counts[sid] += n
                 hg.record(self.pipe_hists[ctx.src], now - ctx.ts, n)
-                sink = self.sinks.get(sid)
-                if sink is None:
+                if sid in self.driver_sinks:
                     self.out_results.append((sid, dumps(buf), n))
                 else:
-                    sink.write(buf[:])
+                    self.out_sinks.append((sid, buf[:]))
                 buf.clear()
         if shipped:
             hg.record(self.worker_hist, now - ctx.arrived, shipped)

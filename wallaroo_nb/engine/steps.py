@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..plan import KINDS, Step, StepKind
+from .runtime import Runtime
 from .watermarks import advance
 
 
@@ -26,14 +28,14 @@ def fan_out(feeds: list) -> Callable[[Any], None]:
     return emit_all
 
 
-def build(rt: Any) -> tuple[list, list]:
+def build(rt: Runtime) -> tuple[list, list]:
     """Return (entry, remote): per step id, the feed used by upstream steps on this
     worker, and the feed used for values arriving from other workers."""
     steps = rt.plan.steps
     entry: list = [None] * len(steps)
     remote: list = [None] * len(steps)
     for step in reversed(steps):  # ids are topological: children come later
-        if step.kind == "sink":
+        if step.is_sink:
             entry[step.id] = rt.sink_buffers[step.id].append
             continue
         emit = fan_out([entry[c] for c in step.children])
@@ -42,12 +44,12 @@ def build(rt: Any) -> tuple[list, list]:
     return entry, remote
 
 
-def _user_fn(step: Any, rt: Any) -> Callable:
+def _user_fn(step: Step, rt: Runtime) -> Callable:
     """The step's function, timed per call when metrics are on (see timing.py)."""
     return rt.step_timer(step.id, step.fn) if rt.timing else step.fn
 
 
-def _make_map(step: Any, emit: Callable, rt: Any) -> tuple:
+def _make_map(step: Step, emit: Callable, rt: Runtime) -> tuple:
     f, on_error, filtered, i = _user_fn(step, rt), rt.on_error, rt.filtered, step.id
 
     def feed(v: Any) -> None:
@@ -64,7 +66,7 @@ def _make_map(step: Any, emit: Callable, rt: Any) -> tuple:
     return feed, feed
 
 
-def _make_multi(step: Any, emit: Callable, rt: Any) -> tuple:
+def _make_multi(step: Step, emit: Callable, rt: Runtime) -> tuple:
     f, on_error, filtered, i = _user_fn(step, rt), rt.on_error, rt.filtered, step.id
 
     def feed(v: Any) -> None:
@@ -88,7 +90,7 @@ def _make_multi(step: Any, emit: Callable, rt: Any) -> tuple:
     return feed, feed
 
 
-def _keyed(step: Any, run: Callable, rt: Any) -> tuple:
+def _keyed(step: Step, run: Callable, rt: Runtime) -> tuple:
     """Wrap ``run(v, key)`` with key extraction and routing to the owning worker."""
     keyf, on_error, me = step.key_fn, rt.on_error, rt.me
     owners, cache, miss = rt.owners, rt.slot_cache, rt.slot_miss
@@ -134,11 +136,11 @@ def _keyed(step: Any, run: Callable, rt: Any) -> tuple:
     return entry, remote
 
 
-def _make_state(step: Any, emit: Callable, rt: Any) -> tuple:
+def _make_state(step: Step, emit: Callable, rt: Runtime) -> tuple:
     f, cls, on_error, filtered, i = (_user_fn(step, rt), step.state_cls, rt.on_error,
                                      rt.filtered, step.id)
     states = rt.states[step.id]
-    multi = step.kind == "state_multi"
+    multi = step.info.multi
     table, ctx = rt.wm_tables.get(step.id), rt.ctx
 
     def run(v: Any, k: Any) -> None:
@@ -173,7 +175,7 @@ def _make_state(step: Any, emit: Callable, rt: Any) -> tuple:
     return _keyed(step, run, rt)
 
 
-def _make_window(step: Any, emit: Callable, rt: Any) -> tuple:
+def _make_window(step: Step, emit: Callable, rt: Runtime) -> tuple:
     runner, on_error, ctx = rt.windows[step.id], rt.on_error, rt.ctx
     table = rt.wm_tables.get(step.id)
     rt.window_emits[step.id] = emit
@@ -196,9 +198,10 @@ def _make_window(step: Any, emit: Callable, rt: Any) -> tuple:
 
 
 _MAKERS = {
-    "map": _make_map,
-    "multi": _make_multi,
-    "state": _make_state,
-    "state_multi": _make_state,
-    "window": _make_window,
+    StepKind.MAP: _make_map,
+    StepKind.MULTI: _make_multi,
+    StepKind.STATE: _make_state,
+    StepKind.STATE_MULTI: _make_state,
+    StepKind.WINDOW: _make_window,
 }
+assert set(_MAKERS) | {StepKind.SINK} == set(KINDS), "every step kind needs a maker"

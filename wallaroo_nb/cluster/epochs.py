@@ -1,0 +1,188 @@
+"""The driver's side of checkpoint epochs: start them, gather acks, commit, release.
+
+One epoch is in flight at a time. Results that workers send while resilience is
+on are held here, per worker, until the epoch that covers them commits: a
+worker's results before its ack belong to that epoch. A commit runs on a thread
+of its own (writing the results log and handing results over can take a while)
+so that the driver's I/O thread keeps draining the workers meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import Any, Optional, Protocol
+
+from ..errors import WorkerFailure
+from ..plan import Plan
+from ..protocol import EpochAck, Kind, encode
+from .checkpoints import CheckpointDir, describe
+
+
+class Host(Protocol):
+    """What epochs use of the driver (driver.Driver)."""
+
+    n: int
+    plan: Plan
+    cb: Any  # driver.Callbacks
+    ready: threading.Event
+    stopped: threading.Event
+    failure: Optional[BaseException]
+
+    def send_all(self, frames: list) -> None: ...
+    def deliver(self, sid: int, values: list) -> None: ...
+    def fail(self, exc: BaseException) -> None: ...
+    def wake(self) -> None: ...
+
+CHECKPOINT_TIMEOUT_S = 30.0
+
+
+class Epochs:
+    """Checkpoint epochs of one app (only made when resilience is on)."""
+
+    def __init__(self, driver: Host, path: str, interval: float):
+        self.driver = driver
+        self.interval = interval
+        self.ckpt = CheckpointDir(path)
+        self.committed: Optional[dict] = None  # manifest of the last committed epoch
+        self.epoch = 0  # last epoch started
+        self.epoch_started = 0.0
+        self.in_flight: Optional[int] = None
+        self.acks: dict = {}
+        self.force = False
+        self.next_at = time.monotonic() + interval
+        self.cond = threading.Condition()
+        self.thread: Optional[threading.Thread] = None
+        self.notices: list = []  # committed epochs the workers have not heard of yet
+        self.times: list = []  # seconds from start to commit, per epoch
+        self.reset(driver.n)
+
+    def reset(self, n: int) -> None:
+        """A new generation of workers: nothing they sent is held any more."""
+        self.uncommitted: list = [[] for _ in range(n)]  # (sid, values, payload) since last ack
+        self.acked_batches: dict = {}  # worker -> batches of the epoch in flight
+        self.in_flight = None
+
+    # -- start-up --------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """Pick up the newest usable committed epoch and hand over its results."""
+        d = self.driver
+        manifest, notes = self.ckpt.latest()
+        for note in notes:
+            d.cb.event(note)
+        if manifest is not None:
+            self.committed = manifest
+            self.epoch = manifest["epoch"]
+            self.ckpt.truncate_results(manifest["results_offset"])
+            for sid, values in self.ckpt.committed_results(manifest["results_offset"]):
+                d.cb.deliver(d.plan.steps[sid], values)
+        d.cb.event(f"resuming from {describe(manifest)} in {self.ckpt.path}")
+
+    @property
+    def committed_epoch(self) -> int:
+        return self.committed["epoch"] if self.committed else 0
+
+    # -- from user threads ---------------------------------------------------------------
+
+    def request(self) -> int:
+        """Ask for an epoch that begins after this call; return its number."""
+        with self.cond:
+            self.force = True
+            return self.epoch + 1
+
+    def wait_committed(self, epoch: int, timeout: Optional[float]) -> bool:
+        d = self.driver
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            while self.committed_epoch < epoch:
+                if d.stopped.is_set() or d.failure is not None:
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self.cond.wait(0.1 if left is None else min(left, 0.1))
+        return True
+
+    # -- on the I/O thread ------------------------------------------------------------------
+
+    def hold(self, w: int, sid: int, values: list, payload: bytes) -> None:
+        """Results from worker ``w``: released when their epoch commits."""
+        self.uncommitted[w].append((sid, values, payload))
+
+    def on_ack(self, w: int, ack: EpochAck) -> None:
+        if ack.epoch != self.in_flight:
+            return  # an aborted epoch
+        self.acks[w] = ack
+        self.acked_batches[w] = self.uncommitted[w]
+        self.uncommitted[w] = []
+        if len(self.acks) == self.driver.n:
+            self._commit()
+
+    def drive(self, now: float) -> None:
+        """Start an epoch when due, give up one that takes too long, tell workers of commits."""
+        d = self.driver
+        while self.notices:
+            d.send_all(encode(Kind.COMMIT, self.notices.pop(0)))
+        if not d.ready.is_set() or (self.thread is not None and self.thread.is_alive()):
+            return
+        if self.in_flight is None:
+            if now >= self.next_at or self.force:
+                with self.cond:
+                    self.epoch += 1
+                    self.force = False
+                self.in_flight = self.epoch
+                self.epoch_started = now
+                self.acks = {}
+                self.acked_batches = {}
+                d.send_all(encode(Kind.CHECKPOINT, self.epoch))
+        elif now - self.epoch_started > CHECKPOINT_TIMEOUT_S:
+            d.cb.event(f"checkpoint {self.in_flight} did not complete in "
+                       f"{CHECKPOINT_TIMEOUT_S:.0f}s: aborted, will retry")
+            d.send_all(encode(Kind.ABORT, self.in_flight))
+            for w, batches in self.acked_batches.items():
+                self.uncommitted[w] = batches + self.uncommitted[w]
+            self.in_flight = None
+            self.next_at = now + self.interval
+
+    def _commit(self) -> None:
+        """Every worker acknowledged: commit on a thread of its own (one commit at a
+        time: in_flight stays set until it is done)."""
+        n = self.driver.n
+        batches = [b for w in range(n) for b in self.acked_batches[w]]
+        acks = [self.acks[w] for w in range(n)]
+        self.thread = threading.Thread(target=self._write, args=(self.in_flight, acks, batches),
+                                       daemon=True, name="wallaroo_nb-commit")
+        self.thread.start()
+
+    def _write(self, epoch: int, acks: list, batches: list) -> None:
+        d = self.driver
+        try:
+            persisted = [(sid, payload) for sid, _values, payload in batches
+                         if d.plan.steps[sid].sink.collects]
+            manifest = self.ckpt.commit(epoch, acks, persisted)
+            for sid, values, _payload in batches:  # before anyone hears of the commit
+                d.deliver(sid, values)
+        except Exception as e:
+            d.fail(WorkerFailure(f"committing checkpoint {epoch} failed: {e}\n"
+                                 f"{traceback.format_exc()}"))
+            return
+        with self.cond:
+            self.committed = manifest
+            self.times.append(time.monotonic() - self.epoch_started)
+            self.in_flight = None
+            self.notices.append(epoch)
+            self.cond.notify_all()
+        self.next_at = time.monotonic() + self.interval
+        d.wake()  # the I/O thread tells the workers (their exactly-once sinks deliver)
+
+    def wait_commit(self) -> None:
+        """Let a commit under way finish (it decides the epoch to restore from)."""
+        t = self.thread
+        if t is not None and t.is_alive() and threading.current_thread() is not t:
+            t.join(CHECKPOINT_TIMEOUT_S)
+
+    def notify_all(self) -> None:
+        with self.cond:
+            self.cond.notify_all()

@@ -1,0 +1,89 @@
+"""Worker processes of one app: spawn a generation, name them, notice and reap the dead.
+
+Workers are separate OS processes started with the driver's interpreter
+(``python -m wallaroo_nb.engine.worker``), never ``multiprocessing``: functions
+defined in a notebook cell travel by cloudpickle in the start record instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Optional
+
+
+class WorkerProcesses:
+    """The current generation of worker processes and their socket identities."""
+
+    def __init__(self, driver_addr: str, n: int, wallaroo_alias: bool = False):
+        self.addr = driver_addr
+        self.n = n
+        self.alias = wallaroo_alias
+        self.generation = 0
+        self.procs: list[subprocess.Popen] = []
+        self.exited: list[bool] = []
+
+    def ident(self, w: int) -> bytes:
+        """Worker ``w``'s socket identity: id and generation, so that late messages
+        from a replaced generation are told apart."""
+        return f"w{w}.{self.generation}".encode()
+
+    @staticmethod
+    def parse_ident(ident: bytes) -> tuple:
+        """(worker, generation) of a socket identity."""
+        name, _, gen = ident.decode().partition(".")
+        return int(name[1:]), int(gen or 0)
+
+    def start(self, generation: int) -> None:
+        self.generation = generation
+        self.procs = [self._spawn(i) for i in range(self.n)]
+        self.exited = [False] * self.n
+
+    def _spawn(self, i: int) -> subprocess.Popen:
+        env = dict(os.environ)
+        # workers import what the driver can: functions from importable modules
+        # travel by reference, those from __main__ (a notebook) by value
+        env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+        cmd = [sys.executable, "-m", "wallaroo_nb.engine.worker", "--driver", self.addr,
+               "--id", str(i), "--ident", self.ident(i).decode()]
+        if self.alias:
+            cmd.append("--wallaroo-alias")
+        # own session: a Ctrl-C meant for the driver does not tear workers down mid-stop
+        return subprocess.Popen(cmd, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+
+    @property
+    def pids(self) -> list:
+        return [p.pid for p in self.procs]
+
+    def alive(self) -> int:
+        return sum(p.poll() is None for p in self.procs)
+
+    @property
+    def all_exited(self) -> bool:
+        return all(self.exited)
+
+    def newly_exited(self) -> Optional[tuple]:
+        """(worker, pid, exit code) of a worker that exited since the last look, or None."""
+        for i, p in enumerate(self.procs):
+            code = p.poll()
+            if code is not None and not self.exited[i]:
+                self.exited[i] = True
+                return i, p.pid, code
+        return None
+
+    def kill_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            p.wait(10)
+
+    def reap(self, kill: bool) -> None:
+        for i, p in enumerate(self.procs):
+            if p.poll() is not None:
+                self.exited[i] = True
+            elif kill:
+                p.kill()
+                p.wait(5)
+                self.exited[i] = True
