@@ -19,7 +19,7 @@ import heapq
 import math
 from typing import Any, Iterable, Optional, Sequence
 
-from .windowing import _MISSING, _NOTHING, INFINITY, _Runner
+from .window_base import _MISSING, _NOTHING, INFINITY, _Runner
 
 _START, _LAST, _ACC = 0, 1, 2  # a session: [first event time, last event time, accumulator]
 

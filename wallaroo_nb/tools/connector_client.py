@@ -110,25 +110,23 @@ class Connection:
             raise ConnectorError("the source asked for a restart")
 
 
-def send_at_least_once(host: str, port: int, items: Iterable[bytes], cookie: str,
-                       stream_name: str = "wallaroo-nb send", rate: Optional[float] = None,
-                       connect_timeout: float = 10.0) -> int:
-    """Send ``items`` as one stream; message ids count records from 0. A stream the
-    source knows already resumes after its point of reference. Returns records sent."""
-    from .sendrecv import connect
-
-    with connect(host, int(port), connect_timeout) as sock:
-        conn = Connection(sock, cookie)
-        sid, por = conn.open_stream(stream_name.encode())
-        start = 0 if por == cp.NONE_SEEN else por + 1
-        sent, last, t0 = 0, None, time.monotonic()
-        for i, item in enumerate(itertools.islice(items, start, None), start):
-            conn.send(sid, i, item)
-            sent, last = sent + 1, i
-            if rate is not None:
-                ahead = t0 + sent / rate - time.monotonic()
-                if ahead > 0:
-                    time.sleep(ahead)
-        conn.close_stream(sid, last)
-        conn.drain()
+def send_at_least_once(sock: socket.socket, items: Iterable[bytes], cookie: str,
+                       stream_name: str = "wallaroo-nb send",
+                       rate: Optional[float] = None) -> int:
+    """Send ``items`` as one stream over the connected ``sock``; message ids count
+    records from 0. A stream the source knows already resumes after its point of
+    reference. Returns the records sent."""
+    conn = Connection(sock, cookie)
+    sid, por = conn.open_stream(stream_name.encode())
+    start = 0 if por == cp.NONE_SEEN else por + 1
+    sent, last, t0 = 0, None, time.monotonic()
+    for i, item in enumerate(itertools.islice(items, start, None), start):
+        conn.send(sid, i, item)
+        sent, last = sent + 1, i
+        if rate is not None:
+            ahead = t0 + sent / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+    conn.close_stream(sid, last)
+    conn.drain()
     return sent

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 from ..connectors.connector_protocol import stream_frame_06, unstream_06, unstream_head
 from ..connectors.framing import DEFAULT_LENGTH_FMT, FrameError, FrameParser, frame
+from .connector_client import send_at_least_once
 
 DEFAULT_HOST = "127.0.0.1"
 SEND_CHUNK = 64 * 1024
@@ -154,9 +155,8 @@ def send(
     if limit is not None:
         items = itertools.islice(items, limit)
     if cookie is not None:
-        from .connector_client import send_at_least_once
-
-        return send_at_least_once(host, port, items, cookie, stream_name, rate, connect_timeout)
+        with connect(host, int(port), connect_timeout) as sock:
+            return send_at_least_once(sock, items, cookie, stream_name, rate)
     if stream_frames == "0.6":
         wire: Callable[[bytes], bytes] = stream_frame_06
     elif framed:
@@ -251,28 +251,16 @@ def receive(
     callable taking bytes, or None for stdout. Stops after ``count`` messages
     (framed) or chunks, after ``idle_timeout`` seconds without data, when ``stop``
     is set, or on Ctrl-C. ``ready(port)`` is called once listening. Returns counts.
-
-    ``stream_frames`` ("0.6" or "head") unframes Wallaroo's stream messages (what a
-    ``@stream_message_encoder`` makes) and writes their payloads, one per line.
-    ``lines`` (unframed data) writes each connection's whole lines only, so lines from
-    several connections never interleave; each line counts as a message.
+    ``stream_frames`` ("0.6" or "head") unframes Wallaroo's stream messages and writes
+    their payloads, one per line; ``lines`` (unframed) writes each connection's whole
+    lines only, so lines of several connections never interleave (a line a message).
     """
-    if stream_frames not in (None, *STREAM_FRAMES):
-        raise ValueError(f"stream_frames must be one of {sorted(STREAM_FRAMES)} or None, "
-                         f"got {stream_frames!r}")
-    if stream_frames is not None:
-        framed, (length_fmt, unwrap) = True, STREAM_FRAMES[stream_frames]
-    else:
-        unwrap = None
+    reading = _reading(framed, length_fmt, stream_frames, lines, max_frame)
     write, flush, close_out = _writer(out)
     stats = {"messages": 0, "bytes": 0, "connections": 0, "errors": 0}
     sel = selectors.DefaultSelector()
-    lsock = socket.socket()
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        lsock.bind((host, int(port)))
-        lsock.listen()
-        lsock.setblocking(False)
+        lsock = _listener(host, port)
         sel.register(lsock, selectors.EVENT_READ, None)
         if ready is not None:
             ready(lsock.getsockname()[1])
@@ -284,8 +272,7 @@ def receive(
                 break
             for key, _ in sel.select(0.1):
                 if key.data is None:
-                    _accept(lsock, sel, framed, length_fmt, max_frame, stats, unwrap,
-                            lines and not framed)
+                    _accept(lsock, sel, reading, stats)
                 elif _pull(key.data, sel, write, separator, stats, log, count):
                     last_data = time.monotonic()
             flush()
@@ -300,15 +287,41 @@ def receive(
     return stats
 
 
-def _accept(lsock: socket.socket, sel: selectors.BaseSelector, framed: bool,
-            length_fmt: str, max_frame: int, stats: dict,
-            unwrap: Optional[Callable[[bytes], bytes]] = None, lines: bool = False) -> None:
+def _reading(framed: bool, length_fmt: str, stream_frames: Optional[str], lines: bool,
+             max_frame: int) -> tuple:
+    """How to read each connection: (length format or None, max frame, unwrap, lines)."""
+    if stream_frames is None:
+        return (length_fmt if framed else None), max_frame, None, lines and not framed
+    if stream_frames not in STREAM_FRAMES:
+        raise ValueError(f"stream_frames must be one of {sorted(STREAM_FRAMES)} or None, "
+                         f"got {stream_frames!r}")
+    fmt, unwrap = STREAM_FRAMES[stream_frames]
+    return fmt, max_frame, unwrap, False
+
+
+def _listener(host: str, port: int) -> socket.socket:
+    lsock = socket.socket()
+    try:
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind((host, int(port)))
+        lsock.listen()
+        lsock.setblocking(False)
+    except OSError:
+        lsock.close()
+        raise
+    return lsock
+
+
+def _accept(lsock: socket.socket, sel: selectors.BaseSelector, reading: tuple,
+            stats: dict) -> None:
     try:
         sock, addr = lsock.accept()
     except BlockingIOError:
         return
     sock.setblocking(False)
-    parser = FrameParser(struct.calcsize(length_fmt), length_fmt, max_frame) if framed else None
+    length_fmt, max_frame, unwrap, lines = reading
+    parser = (FrameParser(struct.calcsize(length_fmt), length_fmt, max_frame)
+              if length_fmt is not None else None)
     sel.register(sock, selectors.EVENT_READ,
                  _Conn(sock, f"{addr[0]}:{addr[1]}", parser, unwrap, lines))
     stats["connections"] += 1
