@@ -690,3 +690,44 @@ def test_session_spec_is_checked():
         w.session_windows(5).with_late_data_policy("later").over(TupleAgg)
     with pytest.raises(TypeError, match="session windows need each message's event time"):
         make_window_runner(w.session_windows(5).over(TupleAgg)).on_message("k", 1, None)
+
+
+@settings(max_examples=25, deadline=None)
+@given(stream=st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 60)),
+                       max_size=30),
+       gap=st.integers(1, 9), workers=st.sampled_from([1, 2]))
+def test_session_windows_in_the_engine_core_match_the_model(stream, gap, workers):
+    """The same app through wallaroo_nb.testing.run_local (the engine core in this
+    process, routing between cores as workers do): the model's sessions, per key."""
+    import wallaroo_nb as wnb
+    from wallaroo_nb.testing import run_local
+
+    class Ids(w.Aggregation):
+        def initial_accumulator(self):
+            return ()
+
+        def update(self, e, acc):
+            return acc + (e[2],)
+
+        def combine(self, a, b):
+            return a + b
+
+        def output(self, key, acc, window):
+            return (key, window.start, window.end, tuple(sorted(acc)))
+
+    events = [(k, t, i) for i, (k, t) in enumerate(stream)]
+    p = (wnb.source("s", wnb.IterableSourceConfig("s", events, event_time=lambda e: e[1]))
+         .key_by(lambda e: e[0]).to(w.session_windows(gap).over(Ids))
+         .to_sink(wnb.CollectorSinkConfig()))
+    got = defaultdict(list)
+    for key, start, end, ids in run_local(p, workers=workers):
+        got[key].append((start, end, ids))
+    model_events, wm = [], None
+    for k, t, i in events:  # each message after the watermark its source had before it
+        if wm is not None:
+            model_events.append(("w", wm))
+        model_events.append(("m", k, i, t))
+        wm = t if wm is None else max(wm, t)
+    fired, _, _ = session_model(model_events, gap)
+    assert dict(got) == {k: [(s, e, tuple(sorted(v))) for s, e, v in wins]
+                         for k, wins in fired.items()}
