@@ -82,7 +82,7 @@ class Start:
 
     plan: Any  # plan.Plan (sources it does not run have config None)
     workers: int
-    assign: dict  # source id -> worker that runs it
+    assign: dict  # source id -> the workers that run it (Plan.source_workers)
     owners: list  # slot -> worker
     data_addrs: list  # worker -> its data-plane address
     on_error: str = "record"

@@ -152,8 +152,8 @@ class Driver:
 
     def _start_record(self, w: int) -> Start:
         plan = self.plan
-        assign = {sp.id: sp.id % self.n for sp in plan.sources}
-        sources = tuple(sp if assign[sp.id] == w else replace(sp, config=None)
+        assign = plan.source_workers(self.n)
+        sources = tuple(sp if w in assign[sp.id] else replace(sp, config=None)
                         for sp in plan.sources)
         # driver-side sinks (a callback may hold locks) stay here: workers get a stand-in
         steps = tuple(replace(st, sink=DriverSink(st.sink.name))

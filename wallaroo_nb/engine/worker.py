@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import zmq
 
-from ..connectors.base import Sink, Source
+from ..connectors.base import Sink, Source, open_source
 from ..protocol import EpochAck, Hello, Kind, Reply, Request, Start, decode, encode
 from . import snapshots
 from .core import Core
@@ -60,6 +60,7 @@ class Worker:
         self.live_sinks: dict[int, Sink] = {}
         self.committing: dict[str, Sink] = {}  # exactly-once sinks, by step name
         self.ckpt_dir: Optional[str] = None
+        self.uncommitted_positions: dict = {}  # epoch -> {source id: position} at its barrier
         self.reported_stats: dict = {}
 
     # -- start-up ------------------------------------------------------------------------
@@ -96,8 +97,8 @@ class Worker:
         for sink in self.committing.values():
             sink.hold()
         for sid in core.sources:
-            src = self.live_sources[sid] = plan.sources[sid].config.make_source()
-            src.open(self.me)
+            self.live_sources[sid] = open_source(plan.sources[sid].config, self.me,
+                                                 start.assign[sid])
         if start.restore is not None:
             self.restore(start.restore)
         self.connect(start.data_addrs)
@@ -139,7 +140,8 @@ class Worker:
         core = self.core
         next_check = time.monotonic() + PARENT_CHECK_S
         while not self.stopping:
-            reading = not core.rt.halted and self.net.room() and not core.aligner.active
+            reading = (not core.rt.halted and self.net.room() and not core.aligner.active
+                       and all(sink.ready() for sink in self.live_sinks.values()))
             events = self.wait_events(self.poller if reading else self.poller_paused)
             if self.ctl in events:
                 self.handle_control()
@@ -266,6 +268,7 @@ class Worker:
     def begin_epoch(self, epoch: int) -> None:
         """The barrier enters here: sources stop at this chunk boundary."""
         positions = {sid: src.position() for sid, src in self.live_sources.items()}
+        self.uncommitted_positions[epoch] = positions
         self.core.begin_epoch(epoch, positions)
         if self.core.epoch_ready:
             self.complete_epoch()
@@ -283,6 +286,18 @@ class Worker:
         self.net.to_driver(encode(Kind.ACK, ack))
         core.finish_epoch()
 
+    def on_commit(self, epoch: int) -> None:
+        """The app committed ``epoch``: exactly-once sinks deliver, sources hear of it."""
+        for sink in self.committing.values():
+            sink.commit(epoch)
+        done = [e for e in self.uncommitted_positions if e <= epoch]
+        if done:
+            positions = self.uncommitted_positions[max(done)]
+            for e in done:
+                del self.uncommitted_positions[e]
+            for sid, pos in positions.items():
+                self.live_sources[sid].committed(pos)
+
     # -- control ---------------------------------------------------------------------------
 
     def handle_control(self) -> None:
@@ -297,9 +312,7 @@ class Worker:
             elif kind == Kind.CHECKPOINT:
                 self.begin_epoch(decode(kind, rest))
             elif kind == Kind.COMMIT:
-                epoch = decode(kind, rest)
-                for sink in self.committing.values():
-                    sink.commit(epoch)
+                self.on_commit(decode(kind, rest))
             elif kind == Kind.ABORT:
                 self.core.abort_epoch(decode(kind, rest))
             elif kind == Kind.STOP:
