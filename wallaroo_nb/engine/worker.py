@@ -28,8 +28,11 @@ from .core import Core
 from .epochs import read_checked, write_atomic
 from .ops import OPS
 from .transport import HWM, Transport
+from .watchdog import Watchdog
 
 CHUNK = 1024  # max values read from a source per loop turn
+TURN_BUDGET_S = 0.02  # a source reads what its steps take about this long for
+FIRST_CHUNK = 64  # before anything is measured
 FRAMES_PER_TURN = 16  # max peer frames handled per loop turn (fairness with sources)
 IDLE_POLL_MS = 100
 PARENT_CHECK_S = 0.25
@@ -52,6 +55,7 @@ class Worker:
         self.ctl.setsockopt(zmq.SNDHWM, HWM * 4)
         self.ctl.connect(driver)
         self.ppid = os.getppid()
+        self.watchdog = Watchdog(self.zctx, driver, ident + ".hb", self.ppid)
         self.stopping = False
         self.last_driver = time.monotonic()
         self.core: Optional[Core] = None
@@ -62,6 +66,7 @@ class Worker:
         self.ckpt_dir: Optional[str] = None
         self.uncommitted_positions: dict = {}  # epoch -> {source id: position} at its barrier
         self.reported_stats: dict = {}
+        self.chunks: dict = {}  # source id -> values to read per turn (see read_sources)
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -83,6 +88,7 @@ class Worker:
 
     def setup(self, start: Start) -> None:
         plan = start.plan
+        self.watchdog.start(plan)
         self.n = n = start.workers
         self.core = core = Core(plan, self.me, n, start.assign, start.owners, start.on_error,
                                 start.metrics)
@@ -139,7 +145,9 @@ class Worker:
         self.wait_go()
         core = self.core
         next_check = time.monotonic() + PARENT_CHECK_S
+        watchdog = self.watchdog
         while not self.stopping:
+            watchdog.turns += 1
             reading = (not core.rt.halted and self.net.room() and not core.aligner.active
                        and all(sink.ready() for sink in self.live_sinks.values()))
             events = self.wait_events(self.poller if reading else self.poller_paused)
@@ -203,13 +211,16 @@ class Worker:
         return events
 
     def read_sources(self) -> None:
-        core = self.core
+        """A chunk from each live source. A chunk is as many values as the source's steps
+        take about TURN_BUDGET_S for (measured), so slow user code keeps loop turns, and
+        with them answers to the driver, short; fast steps read CHUNK at a time."""
+        core, chunks = self.core, self.chunks
         for sid, src in self.live_sources.items():
             st = core.sources[sid]
             if st.done:
                 continue
             try:
-                vals = src.read(CHUNK)
+                vals = src.read(chunks.get(sid, FIRST_CHUNK))
             except Exception as e:
                 core.rt.source_error(st.name, None, e, "source")
                 core.end_source(sid)
@@ -217,14 +228,20 @@ class Worker:
             if vals is None:
                 core.end_source(sid)
             elif vals:
+                t = time.perf_counter()
                 core.ingest(sid, vals)
+                per_value = max(time.perf_counter() - t, 1e-6) / len(vals)
+                chunks[sid] = max(1, min(CHUNK, int(TURN_BUDGET_S / per_value)))
 
     def handle_frames(self) -> None:
         core = self.core
+        deadline = time.perf_counter() + TURN_BUDGET_S
         for sender, groups in self.net.frames(FRAMES_PER_TURN):
             core.receive(sender, groups)
             if core.epoch_ready:
                 self.complete_epoch()
+            if time.perf_counter() > deadline:
+                return  # slow steps: answer the driver before the next frame
 
     # -- output ------------------------------------------------------------------------------
 
@@ -335,7 +352,10 @@ class Worker:
         if os.getppid() != self.ppid:
             os._exit(3)  # the driver died: never outlive it
         if self.core is not None and time.monotonic() - self.last_driver > DRIVER_SILENCE_S:
-            os._exit(4)
+            # a long loop turn (slow user code) is not silence: read what came meanwhile
+            self.handle_control()
+            if time.monotonic() - self.last_driver > DRIVER_SILENCE_S:
+                os._exit(4)
 
     def shutdown(self) -> None:
         if self.core is not None:
