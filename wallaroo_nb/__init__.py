@@ -34,7 +34,7 @@ from .connectors.memory import (
     IterableSourceConfig,
 )
 from .connectors.tcp import TCPSinkConfig, TCPSourceConfig
-from .errors import StepError, WorkerFailure
+from .errors import StepError, StepTimeout, WorkerFailure
 from .windows import Aggregation, count_windows, event_windows, range_windows, session_windows
 
 # The driver side (processes, pandas, metrics store) loads on first use: workers
@@ -65,7 +65,7 @@ __all__ = [
     "tcp_parse_input_addrs", "tcp_parse_output_addrs", "DefaultKafkaSourceCLIParser",
     "DefaultKafkaSinkCLIParser", "CustomKafkaSourceCLIParser", "CustomKafkaSinkCLIParser",
     "DataFrameSourceConfig", "GenSourceConfig", "IterableSourceConfig", "Pipeline", "Sink",
-    "SinkConfig", "Source", "SourceConfig", "StepError", "WorkerFailure", "build_application",
+    "SinkConfig", "Source", "SourceConfig", "StepError", "StepTimeout", "WorkerFailure", "build_application",
     "computation", "computation_multi", "decoder", "encoder", "hours", "key_extractor",
     "microseconds", "milliseconds", "minutes", "nanoseconds", "run", "running_apps", "seconds",
     "source", "state_computation", "state_computation_multi",

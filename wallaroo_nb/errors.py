@@ -28,6 +28,10 @@ class StepError(RuntimeError):
     """A computation raised and the app runs with ``on_error='stop'``."""
 
 
+class StepTimeout(RuntimeError):
+    """A step was busy with one message longer than ``run(..., step_timeout=)``."""
+
+
 class ErrorRecord(NamedTuple):
     """One recorded error: where it happened, on what, and why."""
 

@@ -136,6 +136,12 @@ class Plan:
         names = ", ".join(repr(s.name) for s in self.steps if not s.is_sink)
         raise KeyError(f"no step named {name!r}; the steps are: {names}")
 
+    def source_workers(self, n_workers: int) -> dict:
+        """Source id -> the workers that run it: every worker for a parallel source
+        (``SourceConfig.parallel``: each reads its share), else one, round robin."""
+        return {sp.id: tuple(range(n_workers)) if getattr(sp.config, "parallel", False)
+                else (sp.id % n_workers,) for sp in self.sources}
+
     def with_fn(self, name: str, fn: Callable) -> "Plan":
         """This plan with step ``name`` running ``fn`` (a hot reload)."""
         step = self.step_named(name)

@@ -49,6 +49,7 @@ class Kind:
     REPLY = b"reply"  # Reply to a Request
     ACK = b"ack"  # EpochAck: this worker's snapshot of an epoch is on disk
     CRASH = b"crash"  # the worker's engine raised: a traceback (utf-8)
+    HEARTBEAT = b"beat"  # Busy, from the worker's watchdog thread every second
     BYE = b"bye"  # the worker is exiting after STOP
     # driver -> worker
     START = b"start"  # Start
@@ -82,7 +83,7 @@ class Start:
 
     plan: Any  # plan.Plan (sources it does not run have config None)
     workers: int
-    assign: dict  # source id -> worker that runs it
+    assign: dict  # source id -> the workers that run it (Plan.source_workers)
     owners: list  # slot -> worker
     data_addrs: list  # worker -> its data-plane address
     on_error: str = "record"
@@ -154,6 +155,15 @@ class StateRows:
     worker: int
 
 
+class Busy(NamedTuple):
+    """A heartbeat: the step (and key) one loop turn has been in for ``seconds``;
+    an empty step with 0 seconds when the loop turns freely."""
+
+    step: str
+    key: str
+    seconds: float
+
+
 class MetricsDelta(NamedTuple):
     """What a worker measured since its last delta (see metrics/recorder.py)."""
 
@@ -172,7 +182,7 @@ def encode(kind: bytes, record: Any = None) -> list:
         return [kind, cloudpickle.dumps(record)]
     if kind in (Kind.CHECKPOINT, Kind.COMMIT, Kind.ABORT):
         return [kind, msgpack.packb(record)]
-    if kind == Kind.METRICS:
+    if kind in (Kind.METRICS, Kind.HEARTBEAT):
         return [kind, msgpack.packb(tuple(record))]
     if kind == Kind.CRASH:
         return [kind, record.encode()]
@@ -187,6 +197,8 @@ def decode(kind: bytes, rest: list) -> Any:
         return msgpack.unpackb(rest[0])
     if kind == Kind.METRICS:
         return MetricsDelta(*msgpack.unpackb(rest[0]))
+    if kind == Kind.HEARTBEAT:
+        return Busy(*msgpack.unpackb(rest[0]))
     if kind == Kind.CRASH:
         return rest[0].decode(errors="replace")
     if kind == Kind.RESULTS:
@@ -210,7 +222,7 @@ def results_frames(heads: list, payloads: list) -> list:
 
 
 __all__ = [
-    "EpochAck", "ErrorRecord", "GROUP_BARRIER", "GROUP_DATA", "GROUP_WATERMARK", "Hello",
+    "Busy", "EpochAck", "ErrorRecord", "GROUP_BARRIER", "GROUP_DATA", "GROUP_WATERMARK", "Hello",
     "Kind", "MetricsDelta", "Reply", "Request", "Restore", "SourcePosition", "SourceStatus",
     "Start", "StateRows", "Status", "decode", "encode", "pack_frame", "results_frames",
     "unpack_frame",

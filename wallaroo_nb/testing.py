@@ -27,6 +27,7 @@ from collections import deque
 from typing import Any, Iterable, Optional
 
 from .api import Pipeline, build_application
+from .connectors.base import open_source
 from .connectors.memory import IterableSourceConfig, PacedSource
 from .engine.core import Core
 from .errors import BuildError, ErrorRecord, StepError
@@ -72,13 +73,13 @@ class LocalRun:
                              "give them a limit (GenSourceConfig(..., limit=n)) or data")
         self.n = workers
         self.raise_errors = on_error == "raise"
-        assign = {sp.id: sp.id % workers for sp in plan.sources}
+        assign = plan.source_workers(workers)
         owners = default_owners(plan.n_slots, workers)
         mode = "record" if on_error == "raise" else on_error
         self.cores = [Core(plan, w, workers, assign, owners, mode, metrics=False)
                       for w in range(workers)]
-        self.sources = [{sid: plan.sources[sid].config.make_source() for sid in core.sources}
-                        for core in self.cores]
+        self.assign = assign
+        self.sources: list[dict] = [{} for _ in self.cores]
         self.sinks = [{s.id: s.sink.make_sink() for s in plan.steps
                        if s.is_sink and not s.sink.to_driver} for _ in self.cores]
         self.inbox: list[deque] = [deque() for _ in self.cores]
@@ -86,9 +87,10 @@ class LocalRun:
         self.errors: list[ErrorRecord] = []
 
     def run(self) -> "LocalRun":
-        for w in range(self.n):
-            for src in self.sources[w].values():
-                src.open(w)
+        for w, core in enumerate(self.cores):
+            for sid in core.sources:
+                self.sources[w][sid] = open_source(self.plan.sources[sid].config, w,
+                                                   self.assign[sid])
             for sink in self.sinks[w].values():
                 sink.open(w)
         try:

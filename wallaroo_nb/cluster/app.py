@@ -21,6 +21,7 @@ from ..metrics.store import MetricsStore
 from ..plan import Plan
 from ..protocol import StateRows, Status
 from .driver import Callbacks, Driver, Options
+from .stores import ErrorStore, EventLog, ResultStore, collector_keep
 from .tracebacks import code_files, restore_sources
 from .waiting import in_flight, quiescent
 
@@ -38,10 +39,10 @@ class App:
         self.workers = workers
         self.on_error = opts.on_error
         self.resilience = opts.resilience
-        self._results: list = []
-        self._errors: list[ErrorRecord] = []
-        self._events: list = []
         self._cond = threading.Condition()
+        self._events = EventLog()
+        self._results = ResultStore(collector_keep(plan.steps), self._cond, self._first_drop)
+        self._errors = ErrorStore(self._cond)
         self._stopped = False
         self._stop_lock = threading.Lock()
         self._t0 = time.time()
@@ -58,16 +59,17 @@ class App:
         if not step.sink.collects:
             step.sink.fn(values)
             return
-        with self._cond:
-            self._results.extend(values)
-            self._cond.notify_all()
+        self._results.extend(values)
+
+    def _first_drop(self, keep: int) -> None:
+        self._event(f"the collector keeps the newest {keep:,} results: older ones are "
+                    "dropped from app.results() from now on (counted in status(); "
+                    "CollectorSinkConfig(keep=None) keeps all)")
 
     def _add_errors(self, records: list) -> None:
         records = [r._replace(traceback=restore_sources(r.traceback, self._code_files))
                    for r in records]
-        with self._cond:
-            self._errors.extend(records)
-            self._cond.notify_all()
+        self._errors.extend(records)
         if self.on_error == "stop" and records and self._driver.failure is None:
             r = records[0]
             self._driver.fail(StepError(
@@ -78,7 +80,7 @@ class App:
         self._metrics.add(str(worker), delta._asdict())
 
     def _event(self, text: str) -> None:
-        self._events.append((time.time(), text))
+        self._events.add(text)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -153,9 +155,9 @@ class App:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(self._in_flight(timeout))
-            try:
-                snap = self._call("status", timeout=max(0.5, min(remaining or 10, 10)))
-            except (TimeoutError, Recovering):
+            try:  # no shorter timeout: a worker busy in a slow step answers late, not never
+                snap = self._call("status", timeout=remaining)
+            except Recovering:
                 last = None
                 continue
             self._raise_failure()
@@ -178,15 +180,15 @@ class App:
 
     def _wait_count(self, count: int, deadline: Optional[float], timeout: Optional[float]) -> "App":
         with self._cond:
-            while len(self._results) < count:
+            while self._results.total < count:
                 self._raise_failure()
+                got = self._results.total
                 if not self.running:
-                    raise RuntimeError(
-                        f"app {self.name!r} stopped with {len(self._results)} of {count} results")
+                    raise RuntimeError(f"app {self.name!r} stopped with {got} of {count} results")
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(
-                        f"app {self.name!r}: {len(self._results)} of {count} results after "
+                        f"app {self.name!r}: {got} of {count} results after "
                         f"{timeout}s; {self._in_flight(timeout, header=False)}")
                 self._cond.wait(0.1 if left is None else min(left, 0.1))
         return self
@@ -202,10 +204,10 @@ class App:
     # -- answers -------------------------------------------------------------------------
 
     def results(self, start: int = 0) -> list:
-        """Outputs that reached collector sinks so far, in arrival order (from position
-        ``start`` on: a live view asks only for what is new)."""
-        with self._cond:
-            return self._results[start:]
+        """Outputs that reached collector sinks so far, in arrival order, from global
+        index ``start`` on (a live view asks only for what is new). The driver keeps the
+        newest ``CollectorSinkConfig(keep=...)`` of them; ``status()`` counts the rest."""
+        return self._results.since(start)
 
     def results_frame(self, columns: Optional[list] = None) -> Any:
         """The collected outputs as a DataFrame: dicts and tuples become columns."""
@@ -220,16 +222,15 @@ class App:
         return pd.DataFrame({(columns or ["value"])[0]: rows})
 
     def errors(self) -> Any:
-        """Every recorded error: step, where, key, input, error, traceback, worker."""
+        """Recorded errors (the newest 1,000; ``status()`` counts all): step, where, key,
+        input, error, traceback, worker, time."""
         import pandas as pd
 
-        with self._cond:
-            rows = list(self._errors)
-        return pd.DataFrame(rows, columns=list(ErrorRecord._fields))
+        return pd.DataFrame(self._errors.all(), columns=list(ErrorRecord._fields))
 
     def events(self) -> list:
-        """What happened to the app: (unix time, text), oldest first."""
-        return list(self._events)
+        """What happened to the app: (unix time, text), oldest first (the newest 1,000)."""
+        return self._events.all()
 
     def state(self, step: str) -> Any:
         """Per-key state of a state step, gathered from all workers, as a DataFrame."""
@@ -351,8 +352,11 @@ class App:
         """A summary: workers alive, events in and out, errors, filtered counts."""
         info = {"name": self.name, "running": self.running, "workers": self.workers,
                 "workers_alive": self._driver.procs.alive(),
-                "results": len(self._results), "errors": len(self._errors),
-                "recoveries": sum(e.startswith("recovered") for _, e in self._events),
+                "results": self._results.total, "results_dropped": self._results.dropped,
+                "errors": self._errors.total, "errors_dropped": self._errors.dropped,
+                "recoveries": self._events.recoveries,
+                "busy": [{"worker": w, "step": b.step, "key": b.key, "seconds": b.seconds}
+                         for w, b in self._driver.busy()],
                 "uptime_s": round(time.time() - self._t0, 1)}
         info.update(self._last_counts)
         if not self.running:
@@ -394,14 +398,17 @@ def _freeze_once() -> None:
         gc.freeze()
 
 
-def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record", metrics: bool = True,
-        resilience: bool = False, checkpoint_dir: Optional[str] = None,
-        checkpoint_interval: float = 1.0, resume: bool = False) -> App:
+def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record",
+        metrics: bool = True, resilience: bool = False, checkpoint_dir: Optional[str] = None,
+        checkpoint_interval: float = 1.0, resume: bool = False,
+        step_timeout: Optional[float] = None) -> App:
     """Start ``application`` (or a Pipeline ending in a sink) on ``workers`` processes.
 
     With ``resilience`` the app checkpoints every ``checkpoint_interval`` seconds
     into ``checkpoint_dir`` and survives dead workers; ``resume`` picks up from the
-    last committed checkpoint there (after a driver restart)."""
+    last committed checkpoint there (after a driver restart). A step may take as long
+    as it takes; ``step_timeout`` (seconds) stops the app, naming the step and the
+    key, when one message takes longer."""
     if isinstance(application, Pipeline):
         application = build_application("app", application)
     if not isinstance(application, Plan):
@@ -415,9 +422,14 @@ def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record"
     if not (isinstance(checkpoint_interval, (int, float)) and checkpoint_interval > 0):
         raise ValueError(f"checkpoint_interval must be a positive number of seconds, "
                          f"got {checkpoint_interval!r}")
+    if step_timeout is not None and not (isinstance(step_timeout, (int, float))
+                                         and step_timeout > 0):
+        raise ValueError(f"step_timeout must be a positive number of seconds or None, "
+                         f"got {step_timeout!r}")
     opts = Options(on_error=on_error, metrics=metrics, resilience=resilience or resume,
                    checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
-                   resume=resume, wallaroo_alias=_wallaroo_alias_active())
+                   resume=resume, wallaroo_alias=_wallaroo_alias_active(),
+                   step_timeout=step_timeout)
     _freeze_once()
     return App(application, workers, opts)
 

@@ -17,6 +17,8 @@ import struct
 import zlib
 from typing import Optional
 
+import msgpack
+
 from ..engine.epochs import CorruptCheckpoint, read_checked, write_atomic
 from ..protocol import Restore, SourcePosition
 
@@ -30,7 +32,9 @@ class CheckpointDir:
 
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
-        os.makedirs(self.path, exist_ok=True)
+        if not os.path.isdir(self.path):
+            os.makedirs(self.path, mode=0o700)  # snapshots hold pickles: owner only
+            os.chmod(self.path, 0o700)  # whatever the umask
         self.results_path = os.path.join(self.path, "results.log")
 
     def clear(self) -> None:
@@ -46,10 +50,12 @@ class CheckpointDir:
             "epoch": epoch,
             "workers": len(acks),
             "files": {a.file: a.sha256 for a in acks},
-            "positions": {sid: tuple(pos) for a in acks for sid, pos in a.positions.items()},
+            # source id -> [[worker, position, done, watermark], ...] (several for a
+            # parallel source: one per worker reading a share of it)
+            "positions": _positions(acks),
             "results_offset": offset,
         }
-        write_atomic(os.path.join(self.path, f"manifest-{epoch:012d}.ckpt"), pickle.dumps(manifest))
+        write_atomic(os.path.join(self.path, f"manifest-{epoch:012d}.ckpt"), _pack(manifest))
         self._collect_garbage(epoch)
         return manifest
 
@@ -68,13 +74,13 @@ class CheckpointDir:
         notes = []
         for path in sorted(glob.glob(os.path.join(self.path, "manifest-*.ckpt")), reverse=True):
             try:
-                manifest = pickle.loads(read_checked(path))
+                manifest = _unpack(read_checked(path))
                 for name, sha in manifest["files"].items():
                     read_checked(os.path.join(self.path, name), sha)
                 if manifest["results_offset"] > _size(self.results_path):
                     raise CorruptCheckpoint(f"{self.results_path}: shorter than epoch "
                                             f"{manifest['epoch']} committed")
-            except (CorruptCheckpoint, OSError, pickle.UnpicklingError, KeyError) as e:
+            except (CorruptCheckpoint, OSError, ValueError, KeyError, TypeError) as e:
                 notes.append(f"checkpoint {os.path.basename(path)} is unusable ({e}); "
                              "falling back to the previous committed checkpoint")
                 continue
@@ -102,9 +108,10 @@ class CheckpointDir:
                 f.truncate(offset)
 
     def restore_info(self, manifest: dict) -> Restore:
-        """What a worker needs to load the epoch: directory, files, positions."""
+        """What a worker needs to load the epoch: directory, files, and per source the
+        position to seek to (a parallel source's shares merged: each worker seeks its own)."""
         return Restore(self.path, manifest["epoch"], manifest["files"],
-                       {sid: SourcePosition(*pos) for sid, pos in manifest["positions"].items()})
+                       {sid: _merged(entries) for sid, entries in manifest["positions"].items()})
 
     def _collect_garbage(self, epoch: int) -> None:
         epochs = sorted(int(m.group(1)) for f in os.listdir(self.path)
@@ -114,6 +121,32 @@ class CheckpointDir:
             m = _MANIFEST.match(f) or re.match(r"epoch-(\d+)-worker-\d+\.ckpt$", f)
             if m and int(m.group(1)) not in keep and int(m.group(1)) < epoch:
                 os.unlink(os.path.join(self.path, f))
+
+
+def _positions(acks: list) -> dict:
+    out: dict = {}
+    for a in acks:
+        for sid, pos in a.positions.items():
+            out.setdefault(sid, []).append([a.worker, *pos])
+    return out
+
+
+def _merged(entries: list) -> SourcePosition:
+    if len(entries) == 1:
+        return SourcePosition(*entries[0][1:])
+    merged: dict = {}
+    for _w, position, _done, _wm in sorted(entries, key=lambda e: e[0]):
+        merged.update(position or {})
+    return SourcePosition(merged, all(e[2] for e in entries), min(e[3] for e in entries))
+
+
+def _pack(manifest: dict) -> bytes:
+    """Manifests are plain data (msgpack), never pickles: reading one runs no code."""
+    return msgpack.packb(manifest)
+
+
+def _unpack(payload: bytes) -> dict:
+    return msgpack.unpackb(payload, strict_map_key=False)
 
 
 def _size(path: str) -> int:

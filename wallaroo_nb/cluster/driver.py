@@ -27,10 +27,10 @@ from typing import Any, Callable, Optional
 
 import zmq
 
-from ..errors import Recovering, WorkerFailure, error_record
+from ..errors import Recovering, StepTimeout, WorkerFailure, error_record
 from ..keys import default_owners
 from ..plan import Plan
-from ..protocol import Kind, Reply, Request, Start, decode, encode
+from ..protocol import Busy, Kind, Reply, Request, Start, decode, encode
 from .checkpoints import describe
 from .epochs import Epochs
 from .processes import WorkerProcesses
@@ -38,6 +38,8 @@ from .processes import WorkerProcesses
 PING_S = 1.0
 LIVENESS_S = 0.2
 STOP_GRACE_S = 5.0
+ROUTER_HWM = 64  # messages queued per worker at the driver before the worker waits
+HEARTBEAT_FRESH_S = 3.0
 MAX_RECOVERIES_PER_MINUTE = 20
 
 __all__ = ["Callbacks", "Driver", "Options", "Recovering", "WorkerFailure"]
@@ -52,6 +54,7 @@ class Options:
     checkpoint_interval: float = 1.0
     resume: bool = False
     wallaroo_alias: bool = False
+    step_timeout: Optional[float] = None  # seconds one message may take; None: no limit
 
 
 @dataclass
@@ -104,7 +107,9 @@ class Driver:
         self.zctx = zmq.Context()
         self.router = self.zctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
-        self.router.setsockopt(zmq.RCVHWM, 0)
+        # bounded: a driver that cannot keep up makes workers wait (their sends return
+        # EAGAIN, their outboxes fill, their sources pause) instead of growing here
+        self.router.setsockopt(zmq.RCVHWM, ROUTER_HWM)
         self.addr = f"ipc://{self.rundir}/driver.sock"
         self.router.bind(self.addr)
         self.wake_addr = f"inproc://wake-{id(self)}"
@@ -140,6 +145,7 @@ class Driver:
 
     def _start_generation(self) -> None:
         self.ready.clear()
+        self.heartbeats: dict = {}  # worker -> (Busy, monotonic time heard)
         self.ready_count = 0
         self.results_received = [0] * self.n
         if self.epochs is not None:
@@ -152,8 +158,8 @@ class Driver:
 
     def _start_record(self, w: int) -> Start:
         plan = self.plan
-        assign = {sp.id: sp.id % self.n for sp in plan.sources}
-        sources = tuple(sp if assign[sp.id] == w else replace(sp, config=None)
+        assign = plan.source_workers(self.n)
+        sources = tuple(sp if w in assign[sp.id] else replace(sp, config=None)
                         for sp in plan.sources)
         # driver-side sinks (a callback may hold locks) stay here: workers get a stand-in
         steps = tuple(replace(st, sink=DriverSink(st.sink.name))
@@ -317,6 +323,8 @@ class Driver:
             w, gen = self.procs.parse_ident(ident)
             if gen != self.generation:
                 continue  # a message from a worker of a generation already replaced
+            if kind != Kind.HEARTBEAT and self.heartbeats:
+                self.heartbeats.pop(w, None)  # its loop turns: whatever was busy is done
             handler = _HANDLERS.get(kind)
             if handler is not None:
                 handler(self, w, decode(kind, rest))
@@ -373,6 +381,23 @@ class Driver:
 
     def _on_crash(self, w: int, tb: str) -> None:
         self._lost(w, f"worker {w} crashed:\n{tb}")
+
+    def _on_heartbeat(self, w: int, busy: Busy) -> None:
+        self.heartbeats[w] = (busy, time.monotonic())
+        limit = self.opts.step_timeout
+        if limit is not None and busy.seconds > limit and self.failure is None:
+            where = f"step {busy.step!r}" if busy.step else "the engine"
+            key = f" on key {busy.key}" if busy.key else ""
+            self.fail(StepTimeout(
+                f"{where} on worker {w} has been busy with one message{key} for "
+                f"{busy.seconds:.0f}s, longer than step_timeout={limit:g}s; the app was "
+                "stopped (raise step_timeout, or leave it None to let slow steps run)"))
+
+    def busy(self) -> list:
+        """(worker, Busy) of workers whose loop has been in one turn for a while."""
+        now = time.monotonic()
+        return [(w, b) for w, (b, at) in sorted(self.heartbeats.items())
+                if b.seconds and now - at < HEARTBEAT_FRESH_S]
 
     def _on_ack(self, w: int, ack: Any) -> None:
         if self.epochs is not None:
@@ -431,4 +456,5 @@ _HANDLERS = {
     Kind.REPLY: Driver._on_reply,
     Kind.CRASH: Driver._on_crash,
     Kind.ACK: Driver._on_ack,
+    Kind.HEARTBEAT: Driver._on_heartbeat,
 }

@@ -31,9 +31,9 @@ class WorkerProcesses:
 
     @staticmethod
     def parse_ident(ident: bytes) -> tuple:
-        """(worker, generation) of a socket identity."""
-        name, _, gen = ident.decode().partition(".")
-        return int(name[1:]), int(gen or 0)
+        """(worker, generation) of a socket identity (its watchdog's has ".hb" after)."""
+        name, _, rest = ident.decode().partition(".")
+        return int(name[1:]), int(rest.split(".")[0] or 0)
 
     def start(self, generation: int) -> None:
         self.generation = generation

@@ -11,7 +11,10 @@ import time
 import types
 from typing import Any, Callable, Iterable, Optional
 
+from ..errors import BuildError
 from .base import SinkConfig, Source, SourceConfig
+
+DEFAULT_KEEP = 100_000  # results a collector keeps in the driver (cluster/stores.py)
 
 
 def _check_rate(name: str, rate: Optional[float]) -> None:
@@ -173,13 +176,21 @@ class GenSourceConfig(SourceConfig):
 
 
 class CollectorSinkConfig(SinkConfig):
-    """Outputs come back to the driver: ``app.results()`` / ``app.results_frame()``."""
+    """Outputs come back to the driver: ``app.results()`` / ``app.results_frame()``.
+
+    The driver keeps the newest ``keep`` results (100,000 by default, so an endless
+    stream cannot grow the notebook's kernel without bound) and counts the ones it
+    drops; ``keep=None`` keeps every result (for sources that end)."""
 
     to_driver = True
     collects = True
 
-    def __init__(self, name: str = "collector"):
+    def __init__(self, name: str = "collector", keep: Optional[int] = DEFAULT_KEEP):
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise BuildError(f"CollectorSinkConfig({name!r}): keep must be a positive number of "
+                             f"results or None (keep all), got {keep!r}")
         self.name = name
+        self.keep = keep
 
 
 class CallbackSinkConfig(SinkConfig):

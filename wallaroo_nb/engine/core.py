@@ -78,7 +78,7 @@ class Core:
         self.me = me
         self.n = n_workers
         self.rt = rt = Runtime(plan, me, n_workers, on_error, metrics, owners)
-        self.sources = {sp.id: SourceState(sp) for sp in plan.sources if assign[sp.id] == me}
+        self.sources = {sp.id: SourceState(sp) for sp in plan.sources if me in assign[sp.id]}
         topo = plan.topology
         if rt.track_wm:
             chans = channels(plan, n_workers, assign)

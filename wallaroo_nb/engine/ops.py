@@ -20,6 +20,7 @@ class Worker(Protocol):
     core: Core
     net: Transport
     connectors: list
+    watchdog: Any  # watchdog.Watchdog
 
     def collect_connector_errors(self) -> None: ...
 
@@ -54,7 +55,9 @@ def op_trigger(w: Worker, step: str, key: Any = None) -> int:
 
 def op_update(w: Worker, step: str, fn: bytes) -> str:
     """Hot reload: swap a step's function between two chunks; state stays as it is."""
-    return w.core.update(step, pickle.loads(fn))  # cloudpickle's output loads with pickle
+    name = w.core.update(step, pickle.loads(fn))  # cloudpickle's output loads with pickle
+    w.watchdog.watch(w.core.plan)  # the watchdog names the new function's step too
+    return name
 
 
 OPS = {"status": op_status, "state": op_state, "trigger": op_trigger, "update": op_update}

@@ -29,7 +29,7 @@ def channels(plan: Plan, n_workers: int, assign: dict) -> dict:
     topo = plan.topology
     sources_of: dict = {}
     for sid in topo.keyed:
-        mine = {src: {assign[src]} for src in topo.upstream_sources[sid]}
+        mine = {src: set(assign[src]) for src in topo.upstream_sources[sid]}
         for u in topo.upstream_keyed[sid]:
             for src in sources_of.get(u, {}):
                 mine[src] = set(range(n_workers))

@@ -21,15 +21,18 @@ from typing import Any, Optional
 
 import zmq
 
-from ..connectors.base import Sink, Source
+from ..connectors.base import Sink, Source, open_source
 from ..protocol import EpochAck, Hello, Kind, Reply, Request, Start, decode, encode
 from . import snapshots
 from .core import Core
 from .epochs import read_checked, write_atomic
 from .ops import OPS
 from .transport import HWM, Transport
+from .watchdog import Watchdog
 
 CHUNK = 1024  # max values read from a source per loop turn
+TURN_BUDGET_S = 0.02  # a source reads what its steps take about this long for
+FIRST_CHUNK = 64  # before anything is measured
 FRAMES_PER_TURN = 16  # max peer frames handled per loop turn (fairness with sources)
 IDLE_POLL_MS = 100
 PARENT_CHECK_S = 0.25
@@ -52,6 +55,7 @@ class Worker:
         self.ctl.setsockopt(zmq.SNDHWM, HWM * 4)
         self.ctl.connect(driver)
         self.ppid = os.getppid()
+        self.watchdog = Watchdog(self.zctx, driver, ident + ".hb", self.ppid)
         self.stopping = False
         self.last_driver = time.monotonic()
         self.core: Optional[Core] = None
@@ -60,7 +64,9 @@ class Worker:
         self.live_sinks: dict[int, Sink] = {}
         self.committing: dict[str, Sink] = {}  # exactly-once sinks, by step name
         self.ckpt_dir: Optional[str] = None
+        self.uncommitted_positions: dict = {}  # epoch -> {source id: position} at its barrier
         self.reported_stats: dict = {}
+        self.chunks: dict = {}  # source id -> values to read per turn (see read_sources)
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -82,6 +88,7 @@ class Worker:
 
     def setup(self, start: Start) -> None:
         plan = start.plan
+        self.watchdog.start(plan)
         self.n = n = start.workers
         self.core = core = Core(plan, self.me, n, start.assign, start.owners, start.on_error,
                                 start.metrics)
@@ -96,8 +103,8 @@ class Worker:
         for sink in self.committing.values():
             sink.hold()
         for sid in core.sources:
-            src = self.live_sources[sid] = plan.sources[sid].config.make_source()
-            src.open(self.me)
+            self.live_sources[sid] = open_source(plan.sources[sid].config, self.me,
+                                                 start.assign[sid])
         if start.restore is not None:
             self.restore(start.restore)
         self.connect(start.data_addrs)
@@ -138,8 +145,11 @@ class Worker:
         self.wait_go()
         core = self.core
         next_check = time.monotonic() + PARENT_CHECK_S
+        watchdog = self.watchdog
         while not self.stopping:
-            reading = not core.rt.halted and self.net.room() and not core.aligner.active
+            watchdog.turns += 1
+            reading = (not core.rt.halted and self.net.room() and not core.aligner.active
+                       and all(sink.ready() for sink in self.live_sinks.values()))
             events = self.wait_events(self.poller if reading else self.poller_paused)
             if self.ctl in events:
                 self.handle_control()
@@ -201,13 +211,16 @@ class Worker:
         return events
 
     def read_sources(self) -> None:
-        core = self.core
+        """A chunk from each live source. A chunk is as many values as the source's steps
+        take about TURN_BUDGET_S for (measured), so slow user code keeps loop turns, and
+        with them answers to the driver, short; fast steps read CHUNK at a time."""
+        core, chunks = self.core, self.chunks
         for sid, src in self.live_sources.items():
             st = core.sources[sid]
             if st.done:
                 continue
             try:
-                vals = src.read(CHUNK)
+                vals = src.read(chunks.get(sid, FIRST_CHUNK))
             except Exception as e:
                 core.rt.source_error(st.name, None, e, "source")
                 core.end_source(sid)
@@ -215,14 +228,20 @@ class Worker:
             if vals is None:
                 core.end_source(sid)
             elif vals:
+                t = time.perf_counter()
                 core.ingest(sid, vals)
+                per_value = max(time.perf_counter() - t, 1e-6) / len(vals)
+                chunks[sid] = max(1, min(CHUNK, int(TURN_BUDGET_S / per_value)))
 
     def handle_frames(self) -> None:
         core = self.core
+        deadline = time.perf_counter() + TURN_BUDGET_S
         for sender, groups in self.net.frames(FRAMES_PER_TURN):
             core.receive(sender, groups)
             if core.epoch_ready:
                 self.complete_epoch()
+            if time.perf_counter() > deadline:
+                return  # slow steps: answer the driver before the next frame
 
     # -- output ------------------------------------------------------------------------------
 
@@ -266,6 +285,7 @@ class Worker:
     def begin_epoch(self, epoch: int) -> None:
         """The barrier enters here: sources stop at this chunk boundary."""
         positions = {sid: src.position() for sid, src in self.live_sources.items()}
+        self.uncommitted_positions[epoch] = positions
         self.core.begin_epoch(epoch, positions)
         if self.core.epoch_ready:
             self.complete_epoch()
@@ -283,6 +303,18 @@ class Worker:
         self.net.to_driver(encode(Kind.ACK, ack))
         core.finish_epoch()
 
+    def on_commit(self, epoch: int) -> None:
+        """The app committed ``epoch``: exactly-once sinks deliver, sources hear of it."""
+        for sink in self.committing.values():
+            sink.commit(epoch)
+        done = [e for e in self.uncommitted_positions if e <= epoch]
+        if done:
+            positions = self.uncommitted_positions[max(done)]
+            for e in done:
+                del self.uncommitted_positions[e]
+            for sid, pos in positions.items():
+                self.live_sources[sid].committed(pos)
+
     # -- control ---------------------------------------------------------------------------
 
     def handle_control(self) -> None:
@@ -297,9 +329,7 @@ class Worker:
             elif kind == Kind.CHECKPOINT:
                 self.begin_epoch(decode(kind, rest))
             elif kind == Kind.COMMIT:
-                epoch = decode(kind, rest)
-                for sink in self.committing.values():
-                    sink.commit(epoch)
+                self.on_commit(decode(kind, rest))
             elif kind == Kind.ABORT:
                 self.core.abort_epoch(decode(kind, rest))
             elif kind == Kind.STOP:
@@ -322,7 +352,10 @@ class Worker:
         if os.getppid() != self.ppid:
             os._exit(3)  # the driver died: never outlive it
         if self.core is not None and time.monotonic() - self.last_driver > DRIVER_SILENCE_S:
-            os._exit(4)
+            # a long loop turn (slow user code) is not silence: read what came meanwhile
+            self.handle_control()
+            if time.monotonic() - self.last_driver > DRIVER_SILENCE_S:
+                os._exit(4)
 
     def shutdown(self) -> None:
         if self.core is not None:
