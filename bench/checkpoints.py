@@ -35,7 +35,7 @@ def add(e, st):
 
 def pipeline(events: list) -> w.Pipeline:
     return (w.source("sum", w.IterableSourceConfig("events", events))
-            .key_by(lambda e: e[0]).to(add).to_sink(w.CollectorSinkConfig()))
+            .key_by(lambda e: e[0]).to(add).to_sink(w.CollectorSinkConfig(keep=None)))
 
 
 def throughput(events: list, resilience: bool, workers: int) -> tuple:

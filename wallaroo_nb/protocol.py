@@ -14,7 +14,7 @@ Data plane (worker PUSH -> worker PULL): one frame is msgpack
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Optional
 
 import cloudpickle
@@ -57,7 +57,7 @@ class Kind:
     STOP = b"stop"  # drain, close connectors, exit
     PING = b"ping"  # the driver lives
     REQUEST = b"req"  # Request
-    CHECKPOINT = b"ckpt"  # begin an epoch: msgpack epoch
+    CHECKPOINT = b"ckpt"  # Barrier: begin an epoch
     COMMIT = b"commit"  # an epoch is committed: msgpack epoch
     ABORT = b"abort"  # an epoch is given up: msgpack epoch
 
@@ -100,6 +100,23 @@ class SourcePosition(NamedTuple):
     watermark: float
 
 
+class Trigger(NamedTuple):
+    """A "close window" of ``app.trigger`` under resilience: applied at a barrier."""
+
+    id: int
+    step: str
+    key: Any  # None: every key
+
+
+class Barrier(NamedTuple):
+    """Begin checkpoint ``epoch``; at its aligned barrier apply ``triggers``; ``final``:
+    read no more from the sources after it (the app is stopping)."""
+
+    epoch: int
+    triggers: list  # [Trigger, ...]
+    final: bool = False
+
+
 @dataclass(frozen=True)
 class EpochAck:
     epoch: int
@@ -108,6 +125,7 @@ class EpochAck:
     sha256: str
     bytes: int
     positions: dict  # source id -> SourcePosition
+    fired: dict = field(default_factory=dict)  # trigger id -> windows it closed here
 
 
 @dataclass(frozen=True)
@@ -171,6 +189,23 @@ class MetricsDelta(NamedTuple):
     events: list
 
 
+@dataclass(frozen=True)
+class DriverSink:
+    """What workers see of a sink that lives in the driver: just that it does."""
+
+    name: str
+    to_driver: bool = True
+
+
+def worker_plan(plan: Any, w: int, assign: dict) -> Any:
+    """The plan as worker ``w`` gets it: configs only of the sources it runs, and
+    stand-ins for the driver's sinks (a callback may hold locks: it stays home)."""
+    sources = tuple(sp if w in assign[sp.id] else replace(sp, config=None) for sp in plan.sources)
+    steps = tuple(replace(st, sink=DriverSink(st.sink.name))
+                  if st.is_sink and st.sink.to_driver else st for st in plan.steps)
+    return replace(plan, sources=sources, steps=steps)
+
+
 # -- encoding ------------------------------------------------------------------
 
 
@@ -180,7 +215,10 @@ def encode(kind: bytes, record: Any = None) -> list:
         return [kind]
     if kind == Kind.START:
         return [kind, cloudpickle.dumps(record)]
-    if kind in (Kind.CHECKPOINT, Kind.COMMIT, Kind.ABORT):
+    if kind == Kind.CHECKPOINT:
+        return [kind, msgpack.packb([record.epoch, [list(t) for t in record.triggers],
+                                     record.final])]
+    if kind in (Kind.COMMIT, Kind.ABORT):
         return [kind, msgpack.packb(record)]
     if kind in (Kind.METRICS, Kind.HEARTBEAT):
         return [kind, msgpack.packb(tuple(record))]
@@ -193,7 +231,11 @@ def decode(kind: bytes, rest: list) -> Any:
     """The record of a control message (``rest``: the frames after the kind)."""
     if not rest:
         return None
-    if kind in (Kind.CHECKPOINT, Kind.COMMIT, Kind.ABORT):
+    if kind == Kind.CHECKPOINT:
+        # tuples stay tuples: a trigger's key is compared with the keys the engine holds
+        epoch, triggers, final = msgpack.unpackb(rest[0], use_list=False)
+        return Barrier(epoch, [Trigger(*t) for t in triggers], final)
+    if kind in (Kind.COMMIT, Kind.ABORT):
         return msgpack.unpackb(rest[0])
     if kind == Kind.METRICS:
         return MetricsDelta(*msgpack.unpackb(rest[0]))
@@ -222,8 +264,8 @@ def results_frames(heads: list, payloads: list) -> list:
 
 
 __all__ = [
-    "Busy", "EpochAck", "ErrorRecord", "GROUP_BARRIER", "GROUP_DATA", "GROUP_WATERMARK", "Hello",
+    "Barrier", "Busy", "DriverSink", "EpochAck", "Trigger", "ErrorRecord", "GROUP_BARRIER", "GROUP_DATA", "GROUP_WATERMARK", "Hello",
     "Kind", "MetricsDelta", "Reply", "Request", "Restore", "SourcePosition", "SourceStatus",
     "Start", "StateRows", "Status", "decode", "encode", "pack_frame", "results_frames",
-    "unpack_frame",
+    "unpack_frame", "worker_plan",
 ]

@@ -16,21 +16,24 @@ from typing import Any, Optional
 
 from ..api import Pipeline, build_application
 from ..errors import BuildError, ErrorRecord, Recovering, StepError
-from ..keys import slot_of_key
 from ..metrics.store import MetricsStore
 from ..plan import Plan
-from ..protocol import StateRows, Status
+from ..protocol import Status
 from .driver import Callbacks, Driver, Options
+from .metrics_views import MetricsViews
+from .state import committed_parts, state_frame
 from .stores import ErrorStore, EventLog, ResultStore, collector_keep
 from .tracebacks import code_files, restore_sources
 from .waiting import in_flight, quiescent
 
 _APPS: "weakref.WeakSet[App]" = weakref.WeakSet()
 ON_ERROR_MODES = ("record", "stop")
+FINAL_COMMIT_S = 30.0  # stop() waits this long for the last checkpoint to commit
 
 
-class App:
-    """A running (or stopped) application on worker processes."""
+class App(MetricsViews):
+    """A running (or stopped) application on worker processes: results, state, errors,
+    windows, hot reload and lifecycle here; latency and throughput in MetricsViews."""
 
     def __init__(self, plan: Plan, workers: int, opts: Options):
         self.name = plan.name
@@ -100,11 +103,14 @@ class App:
         return self._driver.pids
 
     def stop(self) -> None:
-        """Stop the workers and release everything; safe to call twice."""
+        """Stop the workers and release everything; safe to call twice. With resilience
+        the sources stop at a last checkpoint, which commits first: what was read
+        before it is processed and released, not discarded."""
         with self._stop_lock:
             if self._stopped:
                 return
             if self._driver.failure is None and not self._driver.stopped.is_set():
+                self._commit_last_epoch()
                 try:
                     self.status()  # keep the last counts for a stopped app's display
                 except Exception:
@@ -114,6 +120,16 @@ class App:
         self._event("stopped")
         with self._cond:
             self._cond.notify_all()
+
+    def _commit_last_epoch(self) -> None:
+        epochs = self._driver.epochs
+        if epochs is None or not self._driver.ready.is_set():
+            return
+        target = epochs.request_final()
+        self._driver.wake()
+        if not epochs.wait_committed(target, FINAL_COMMIT_S):
+            self._event(f"the last checkpoint did not commit within {FINAL_COMMIT_S:.0f}s; "
+                        "stopping without it (a resume starts from the one before)")
 
     def __enter__(self) -> "App":
         return self
@@ -232,31 +248,26 @@ class App:
         """What happened to the app: (unix time, text), oldest first (the newest 1,000)."""
         return self._events.all()
 
-    def state(self, step: str) -> Any:
-        """Per-key state of a state step, gathered from all workers, as a DataFrame."""
-        import pandas as pd
-
-        self.plan.step_named(step)  # a clear KeyError for a wrong name, before asking
+    def state(self, step: str, committed: bool = False) -> Any:
+        """Per-key state of a state or window step, gathered from all workers, as a
+        DataFrame. Under resilience a recovery rolls live state back to the last
+        checkpoint; ``committed=True`` shows that checkpoint's state instead, which
+        never goes back (``df.attrs["committed_epoch"]`` names it)."""
+        s = self.plan.step_named(step)  # a clear KeyError for a wrong name, before asking
+        if not (s.is_window or s.holds_state):
+            raise ValueError(f"step {step!r} is a {s.kind} step and has no state")
         self._raise_failure()
-        parts: list[StateRows] = self._call("state", {"step": step})
-        rows = []
-        for part in parts:
-            if part.kind == "window":
-                rows.extend(dict(r, worker=part.worker) for r in part.rows)
-                continue
-            for key, fields in part.rows:
-                row = {"key": key}
-                row.update(fields)
-                row["worker"] = part.worker
-                row["slot"] = slot_of_key(key, self.plan.n_slots)
-                rows.append(row)
-        df = pd.DataFrame(rows)
-        if len(df) and "key" in df:
-            try:
-                df = df.sort_values("key", kind="stable").reset_index(drop=True)
-            except TypeError:
-                pass  # keys of mixed types keep worker order
-        return df
+        epochs = self._driver.epochs
+        if not committed:
+            return state_frame(self.plan, self._call("state", {"step": step}))
+        if epochs is None:
+            raise ValueError("state(committed=True) needs resilience=True (there are no "
+                             "checkpoints); app.state(step) shows the live state")
+        manifest = epochs.committed
+        if manifest is None:
+            return state_frame(self.plan, [], 0)
+        return state_frame(self.plan, committed_parts(self.plan, s, manifest, epochs.ckpt.path),
+                           manifest["epoch"])
 
     # -- prototyping ----------------------------------------------------------------------
 
@@ -297,56 +308,33 @@ class App:
 
         Each worker applies the trigger between two chunks of its input: every
         message it processed before is in the closed window, every later one in
-        the next. Returns how many windows were emitted."""
+        the next. Returns how many windows were emitted.
+
+        With resilience the trigger is applied at the next checkpoint barrier (one
+        starts at once), the same cut on every worker, and recorded with that epoch:
+        a recovery applies it again. It returns once that epoch has committed, when
+        its outputs are in app.results()."""
         s = self.plan.step_named(step)
         if not s.is_window or s.spec.kind != "event":
             raise ValueError(f"step {step!r} is not an event_windows() step; triggers close "
                              "event-driven windows only")
-        return sum(self._call("trigger", {"step": step, "key": key}))
+        epochs = self._driver.epochs
+        if epochs is None:
+            return sum(self._call("trigger", {"step": step, "key": key}))
+        self._raise_failure()
+        tid = epochs.request_trigger(step, key)
+        self._driver.wake()
+        fired = epochs.wait_fired(tid, timeout=None)
+        if fired is None:
+            self._raise_failure()
+            raise RuntimeError(f"app {self.name!r} stopped before the trigger committed")
+        return fired
 
     def window_controls(self, step: str) -> Any:
         """A "close window" button, a key chooser and a live table of emitted windows."""
         from ..notebook.window_controls import window_controls
 
         return window_controls(self, step)
-
-    # -- metrics ------------------------------------------------------------------------
-
-    def metrics(self, window: str = "5min") -> Any:
-        """Latency percentiles (µs) and throughput per (category, name, worker), as a
-        DataFrame; worker "all" is the aggregate. Categories: computation, pipeline, worker."""
-        return self._metrics.frame(window)
-
-    def metrics_history(self, category: str, name: str, worker: str = "all",
-                        window: str = "5min") -> Any:
-        """One row per second: time, rate and latency percentiles, for plotting."""
-        return self._metrics.history(category, name, str(worker), window)
-
-    def metrics_bins(self, category: str, name: str, worker: str = "all",
-                     window: str = "5min") -> Any:
-        """Share of messages per latency bin (Wallaroo's "percent by bin" view)."""
-        return self._metrics.bins(category, name, str(worker), window)
-
-    def metrics_names(self) -> list:
-        """The (category, name) pairs that have metrics."""
-        return self._metrics.series_names()
-
-    def metrics_counters(self, window: str = "5min") -> Any:
-        """Counted events (filtered, errors, late, dropped) per step and worker."""
-        return self._metrics.counters(window)
-
-    def dashboard(self, interval: float = 1.0, window: str = "5min") -> Any:
-        """A live latency and throughput view (ipywidgets + bokeh) that updates while
-        the app runs and stops by itself when the app stops."""
-        from ..notebook.dashboard import dashboard
-
-        return dashboard(self, interval=interval, window=window)
-
-    def report(self, path: str, window: str = "5min") -> Any:
-        """Write the dashboard's plots to one standalone HTML file (no CDN, no server)."""
-        from ..notebook.report import write_report
-
-        return write_report(self, path, window=window, title=f"wallaroo_nb: {self.name}")
 
     def status(self) -> dict:
         """A summary: workers alive, events in and out, errors, filtered counts."""

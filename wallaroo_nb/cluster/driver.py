@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import zmq
@@ -30,16 +30,15 @@ import zmq
 from ..errors import Recovering, StepTimeout, WorkerFailure, error_record
 from ..keys import default_owners
 from ..plan import Plan
-from ..protocol import Busy, Kind, Reply, Request, Start, decode, encode
+from ..protocol import Busy, Kind, Reply, Request, Start, decode, encode, worker_plan
 from .checkpoints import describe
-from .epochs import Epochs
+from .epochs import ERRORS, METRICS, RESULTS, Epochs
 from .processes import WorkerProcesses
 
 PING_S = 1.0
 LIVENESS_S = 0.2
 STOP_GRACE_S = 5.0
 ROUTER_HWM = 64  # messages queued per worker at the driver before the worker waits
-HEARTBEAT_FRESH_S = 3.0
 MAX_RECOVERIES_PER_MINUTE = 20
 
 __all__ = ["Callbacks", "Driver", "Options", "Recovering", "WorkerFailure"]
@@ -65,14 +64,6 @@ class Callbacks:
     errors: Callable[[list], None]
     event: Callable[[str], None]
     metrics: Callable[[int, Any], None]
-
-
-@dataclass(frozen=True)
-class DriverSink:
-    """What workers see of a sink that lives in the driver: just that it does."""
-
-    name: str
-    to_driver: bool = True
 
 
 class Pending:
@@ -145,7 +136,6 @@ class Driver:
 
     def _start_generation(self) -> None:
         self.ready.clear()
-        self.heartbeats: dict = {}  # worker -> (Busy, monotonic time heard)
         self.ready_count = 0
         self.results_received = [0] * self.n
         if self.epochs is not None:
@@ -159,16 +149,11 @@ class Driver:
     def _start_record(self, w: int) -> Start:
         plan = self.plan
         assign = plan.source_workers(self.n)
-        sources = tuple(sp if w in assign[sp.id] else replace(sp, config=None)
-                        for sp in plan.sources)
-        # driver-side sinks (a callback may hold locks) stay here: workers get a stand-in
-        steps = tuple(replace(st, sink=DriverSink(st.sink.name))
-                      if st.is_sink and st.sink.to_driver else st for st in plan.steps)
         restore = None
         if self.epochs is not None and self.epochs.committed is not None:
             restore = self.epochs.ckpt.restore_info(self.epochs.committed)
         data = [f"ipc://{self.rundir}/w{i}.g{self.generation}.data" for i in range(self.n)]
-        return Start(replace(plan, sources=sources, steps=steps), self.n, assign,
+        return Start(worker_plan(plan, w, assign), self.n, assign,
                      default_owners(plan.n_slots, self.n), data, self.opts.on_error,
                      self.opts.metrics, self.epochs.ckpt.path if self.epochs else None, restore)
 
@@ -323,8 +308,8 @@ class Driver:
             w, gen = self.procs.parse_ident(ident)
             if gen != self.generation:
                 continue  # a message from a worker of a generation already replaced
-            if kind != Kind.HEARTBEAT and self.heartbeats:
-                self.heartbeats.pop(w, None)  # its loop turns: whatever was busy is done
+            if kind != Kind.HEARTBEAT:
+                self.procs.turning(w)
             handler = _HANDLERS.get(kind)
             if handler is not None:
                 handler(self, w, decode(kind, rest))
@@ -354,7 +339,7 @@ class Driver:
             values = pickle.loads(payload)
             if self.epochs is not None:
                 # released when its epoch commits; the bytes go to the results log as they are
-                self.epochs.hold(w, sid, values, payload)
+                self.epochs.hold(w, (RESULTS, sid, values, payload))
             else:
                 self.deliver(sid, values)
 
@@ -367,10 +352,16 @@ class Driver:
                                          value=f"<batch of {len(values)}>", input_repr=False)])
 
     def _on_metrics(self, w: int, delta: Any) -> None:
-        self.cb.metrics(w, delta)
+        if self.epochs is not None:  # counted once: a replay's deltas are never committed
+            self.epochs.hold(w, (METRICS, w, delta))
+        else:
+            self.cb.metrics(w, delta)
 
     def _on_errors(self, w: int, records: list) -> None:
-        self.cb.errors(records)
+        if self.epochs is not None:
+            self.epochs.hold(w, (ERRORS, records))
+        else:
+            self.cb.errors(records)
 
     def _on_reply(self, w: int, reply: Reply) -> None:
         future = self.pending.get(reply.req_id)
@@ -383,7 +374,7 @@ class Driver:
         self._lost(w, f"worker {w} crashed:\n{tb}")
 
     def _on_heartbeat(self, w: int, busy: Busy) -> None:
-        self.heartbeats[w] = (busy, time.monotonic())
+        self.procs.heard(w, busy)
         limit = self.opts.step_timeout
         if limit is not None and busy.seconds > limit and self.failure is None:
             where = f"step {busy.step!r}" if busy.step else "the engine"
@@ -395,9 +386,7 @@ class Driver:
 
     def busy(self) -> list:
         """(worker, Busy) of workers whose loop has been in one turn for a while."""
-        now = time.monotonic()
-        return [(w, b) for w, (b, at) in sorted(self.heartbeats.items())
-                if b.seconds and now - at < HEARTBEAT_FRESH_S]
+        return self.procs.busy()
 
     def _on_ack(self, w: int, ack: Any) -> None:
         if self.epochs is not None:

@@ -9,6 +9,7 @@ so that the driver's I/O thread keeps draining the workers meanwhile.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import traceback
@@ -16,7 +17,7 @@ from typing import Any, Optional, Protocol
 
 from ..errors import WorkerFailure
 from ..plan import Plan
-from ..protocol import EpochAck, Kind, encode
+from ..protocol import Barrier, EpochAck, Kind, Trigger, encode
 from .checkpoints import CheckpointDir, describe
 
 
@@ -36,6 +37,7 @@ class Host(Protocol):
     def wake(self) -> None: ...
 
 CHECKPOINT_TIMEOUT_S = 30.0
+RESULTS, ERRORS, METRICS = "results", "errors", "metrics"  # what epochs hold back
 
 
 class Epochs:
@@ -56,13 +58,31 @@ class Epochs:
         self.thread: Optional[threading.Thread] = None
         self.notices: list = []  # committed epochs the workers have not heard of yet
         self.times: list = []  # seconds from start to commit, per epoch
+        # "close window" triggers apply at a barrier, so that a replay applies them again
+        self.trigger_ids = itertools.count(1)
+        self.queued: list[Trigger] = []  # for the next barrier
+        self.applying: list[Trigger] = []  # at the barrier of the epoch in flight
+        self.fired: dict = {}  # trigger id -> windows it closed, once committed
+        self.final = False  # the next barrier is the last: the app is stopping
         self.reset(driver.n)
 
     def reset(self, n: int) -> None:
         """A new generation of workers: nothing they sent is held any more."""
-        self.uncommitted: list = [[] for _ in range(n)]  # (sid, values, payload) since last ack
+        # per worker, what it sent since its last ack: (RESULTS, sid, values, payload),
+        # (ERRORS, records) or (METRICS, delta); released in order at commit
+        self.uncommitted: list = [[] for _ in range(n)]
         self.acked_batches: dict = {}  # worker -> batches of the epoch in flight
         self.in_flight = None
+        self._requeue(rolled_back=True)
+
+    def _requeue(self, rolled_back: bool) -> None:
+        """The epoch in flight will not commit: its triggers go to the next barrier (a
+        worker that applied one already skips it, unless a recovery rolled it back)."""
+        with self.cond:
+            self.queued = self.applying + self.queued
+            self.applying = []
+            if rolled_back:
+                self.fired_here: dict = {}  # trigger id -> windows closed, over the acks
 
     # -- start-up --------------------------------------------------------------------
 
@@ -92,6 +112,35 @@ class Epochs:
             self.force = True
             return self.epoch + 1
 
+    def request_trigger(self, step: str, key: Any) -> int:
+        """Close ``step``'s event windows (one key, or all with None) at the next barrier;
+        returns the trigger's id for ``wait_fired``."""
+        with self.cond:
+            t = Trigger(next(self.trigger_ids), step, key)
+            self.queued.append(t)
+            self.force = True
+        return t.id
+
+    def wait_fired(self, tid: int, timeout: Optional[float]) -> Optional[int]:
+        """Windows closed by trigger ``tid`` once its epoch committed; None if the app
+        stopped or the time ran out first."""
+        d = self.driver
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            while tid not in self.fired:
+                left = None if deadline is None else deadline - time.monotonic()
+                if d.stopped.is_set() or d.failure is not None or (left is not None and left <= 0):
+                    return None
+                self.cond.wait(0.1 if left is None else min(left, 0.1))
+            return self.fired.pop(tid)
+
+    def request_final(self) -> int:
+        """Make the next barrier the last: workers read no more after it. Returns its epoch."""
+        with self.cond:
+            self.final = True
+            self.force = True
+            return self.epoch + 1
+
     def wait_committed(self, epoch: int, timeout: Optional[float]) -> bool:
         d = self.driver
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -107,14 +156,17 @@ class Epochs:
 
     # -- on the I/O thread ------------------------------------------------------------------
 
-    def hold(self, w: int, sid: int, values: list, payload: bytes) -> None:
-        """Results from worker ``w``: released when their epoch commits."""
-        self.uncommitted[w].append((sid, values, payload))
+    def hold(self, w: int, item: tuple) -> None:
+        """Results, error records or metrics from worker ``w``: released when their epoch
+        commits, dropped if it never does (a replay sends them again)."""
+        self.uncommitted[w].append(item)
 
     def on_ack(self, w: int, ack: EpochAck) -> None:
         if ack.epoch != self.in_flight:
             return  # an aborted epoch
         self.acks[w] = ack
+        for tid, n in ack.fired.items():
+            self.fired_here[tid] = self.fired_here.get(tid, 0) + n
         self.acked_batches[w] = self.uncommitted[w]
         self.uncommitted[w] = []
         if len(self.acks) == self.driver.n:
@@ -132,11 +184,13 @@ class Epochs:
                 with self.cond:
                     self.epoch += 1
                     self.force = False
+                    self.applying, self.queued = self.queued, []
+                    barrier = Barrier(self.epoch, self.applying, self.final)
                 self.in_flight = self.epoch
                 self.epoch_started = now
                 self.acks = {}
                 self.acked_batches = {}
-                d.send_all(encode(Kind.CHECKPOINT, self.epoch))
+                d.send_all(encode(Kind.CHECKPOINT, barrier))
         elif now - self.epoch_started > CHECKPOINT_TIMEOUT_S:
             d.cb.event(f"checkpoint {self.in_flight} did not complete in "
                        f"{CHECKPOINT_TIMEOUT_S:.0f}s: aborted, will retry")
@@ -144,6 +198,7 @@ class Epochs:
             for w, batches in self.acked_batches.items():
                 self.uncommitted[w] = batches + self.uncommitted[w]
             self.in_flight = None
+            self._requeue(rolled_back=False)
             self.next_at = now + self.interval
 
     def _commit(self) -> None:
@@ -159,11 +214,16 @@ class Epochs:
     def _write(self, epoch: int, acks: list, batches: list) -> None:
         d = self.driver
         try:
-            persisted = [(sid, payload) for sid, _values, payload in batches
-                         if d.plan.steps[sid].sink.collects]
+            persisted = [(b[1], b[3]) for b in batches
+                         if b[0] is RESULTS and d.plan.steps[b[1]].sink.collects]
             manifest = self.ckpt.commit(epoch, acks, persisted)
-            for sid, values, _payload in batches:  # before anyone hears of the commit
-                d.deliver(sid, values)
+            for b in batches:  # before anyone hears of the commit
+                if b[0] is RESULTS:
+                    d.deliver(b[1], b[2])
+                elif b[0] is ERRORS:
+                    d.cb.errors(b[1])
+                else:
+                    d.cb.metrics(b[1], b[2])
         except Exception as e:
             d.fail(WorkerFailure(f"committing checkpoint {epoch} failed: {e}\n"
                                  f"{traceback.format_exc()}"))
@@ -171,6 +231,9 @@ class Epochs:
         with self.cond:
             self.committed = manifest
             self.times.append(time.monotonic() - self.epoch_started)
+            for t in self.applying:
+                self.fired[t.id] = self.fired_here.pop(t.id, 0)
+            self.applying = []
             self.in_flight = None
             self.notices.append(epoch)
             self.cond.notify_all()

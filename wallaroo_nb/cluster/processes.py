@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Optional
+import time
+from typing import Any, Optional
+
+HEARTBEAT_FRESH_S = 3.0  # a heartbeat older than this says nothing any more
 
 
 class WorkerProcesses:
@@ -39,6 +42,22 @@ class WorkerProcesses:
         self.generation = generation
         self.procs = [self._spawn(i) for i in range(self.n)]
         self.exited = [False] * self.n
+        self.heartbeats: dict = {}  # worker -> (protocol.Busy, monotonic time heard)
+
+    def heard(self, w: int, busy: Any) -> None:
+        """A heartbeat from worker ``w``'s watchdog."""
+        self.heartbeats[w] = (busy, time.monotonic())
+
+    def turning(self, w: int) -> None:
+        """Worker ``w``'s loop sent something: whatever kept it busy is done."""
+        if self.heartbeats:
+            self.heartbeats.pop(w, None)
+
+    def busy(self) -> list:
+        """(worker, Busy) of workers whose loop has been in one turn for a while."""
+        now = time.monotonic()
+        return [(w, b) for w, (b, at) in sorted(self.heartbeats.items())
+                if b.seconds and now - at < HEARTBEAT_FRESH_S]
 
     def _spawn(self, i: int) -> subprocess.Popen:
         env = dict(os.environ)

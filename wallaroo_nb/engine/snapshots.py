@@ -15,8 +15,9 @@ from .codec import dumps, from_plain_state, plain_state
 from .core import Core
 
 
-def snapshot(core: Core, epoch: int, sink_states: dict) -> bytes:
-    """The payload of this worker's snapshot file for ``epoch``."""
+def snapshot(core: Core, epoch: int, sink_states: dict, triggers: list) -> bytes:
+    """The payload of this worker's snapshot file for ``epoch``; ``sink_states`` and
+    ``triggers`` (ids applied) are the shell's, kept for this worker only."""
     rt = core.rt
     steps = core.plan.steps
     state: dict = {}
@@ -26,7 +27,7 @@ def snapshot(core: Core, epoch: int, sink_states: dict) -> bytes:
         state[steps[sid].name] = _by_slot(core, runner.snapshot().items())
     marks = {steps[sid].name: r.watermark for sid, r in rt.windows.items()}
     return dumps({"epoch": epoch, "worker": core.me, "state": state, "watermarks": marks,
-                  "sinks": sink_states})
+                  "sinks": sink_states, "triggers": triggers})
 
 
 def _by_slot(core: Core, items: Iterable) -> dict:
@@ -45,7 +46,7 @@ def _by_slot(core: Core, items: Iterable) -> dict:
 
 def restore(core: Core, data: dict) -> dict:
     """Load from one snapshot payload the keys of the slots this worker owns; return
-    the sink states it holds for this worker (the shell restores its live sinks)."""
+    what it holds for this worker's shell (sink states, applied trigger ids)."""
     rt = core.rt
     plan = core.plan
     for step_name, slots in data["state"].items():
@@ -65,7 +66,7 @@ def restore(core: Core, data: dict) -> dict:
     # replayed message from reopening a window that already fired
     for step_name, wm in data.get("watermarks", {}).items():
         rt.windows[plan.step_named(step_name).id].on_watermark(wm)
-    return data.get("sinks", {})
+    return {"sinks": data.get("sinks", {}), "triggers": data.get("triggers", [])}
 
 
 def rewind(core: Core, positions: dict) -> dict:

@@ -22,7 +22,7 @@ from typing import Any, Optional
 import zmq
 
 from ..connectors.base import Sink, Source, open_source
-from ..protocol import EpochAck, Hello, Kind, Reply, Request, Start, decode, encode
+from ..protocol import Barrier, EpochAck, Hello, Kind, Reply, Request, Start, decode, encode
 from . import snapshots
 from .core import Core
 from .epochs import read_checked, write_atomic
@@ -65,6 +65,9 @@ class Worker:
         self.committing: dict[str, Sink] = {}  # exactly-once sinks, by step name
         self.ckpt_dir: Optional[str] = None
         self.uncommitted_positions: dict = {}  # epoch -> {source id: position} at its barrier
+        self.barrier: Optional[Barrier] = None  # of the epoch in flight
+        self.draining = False  # a final barrier passed: read no more
+        self.applied: set = set()  # ids of the triggers applied here (checkpointed)
         self.reported_stats: dict = {}
         self.chunks: dict = {}  # source id -> values to read per turn (see read_sources)
 
@@ -129,8 +132,10 @@ class Worker:
         core = self.core
         for name, sha in r.files.items():
             data = pickle.loads(read_checked(os.path.join(r.dir, name), sha))
-            for sink_name, sink_state in snapshots.restore(core, data).items():
+            mine = snapshots.restore(core, data)
+            for sink_name, sink_state in mine.get("sinks", {}).items():
                 self.committing[sink_name].restore(sink_state)
+            self.applied.update(mine.get("triggers", ()))
         for sid, pos in snapshots.rewind(core, r.positions).items():
             self.live_sources[sid].seek(pos)
 
@@ -149,6 +154,7 @@ class Worker:
         while not self.stopping:
             watchdog.turns += 1
             reading = (not core.rt.halted and self.net.room() and not core.aligner.active
+                       and not self.draining
                        and all(sink.ready() for sink in self.live_sinks.values()))
             events = self.wait_events(self.poller if reading else self.poller_paused)
             if self.ctl in events:
@@ -190,7 +196,7 @@ class Worker:
             if hint is not None:
                 wait = min(wait, hint)
         core = self.core
-        if core.rt.halted or core.aligner.active:
+        if core.rt.halted or core.aligner.active or self.draining:
             return wait * 1000
         for sid, src in self.live_sources.items():
             if not core.sources[sid].done:
@@ -282,11 +288,14 @@ class Worker:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def begin_epoch(self, epoch: int) -> None:
-        """The barrier enters here: sources stop at this chunk boundary."""
+    def begin_epoch(self, barrier: Barrier) -> None:
+        """The barrier enters here: sources stop at this chunk boundary (for good if it
+        is the final one of a stopping app)."""
         positions = {sid: src.position() for sid, src in self.live_sources.items()}
-        self.uncommitted_positions[epoch] = positions
-        self.core.begin_epoch(epoch, positions)
+        self.uncommitted_positions[barrier.epoch] = positions
+        self.barrier = barrier
+        self.draining = self.draining or barrier.final
+        self.core.begin_epoch(barrier.epoch, positions)
         if self.core.epoch_ready:
             self.complete_epoch()
 
@@ -294,12 +303,17 @@ class Worker:
         """Every barrier is aligned: snapshot, acknowledge, then go on with what was held."""
         core = self.core
         epoch = core.aligner.epoch
+        # "close window" clicks of this epoch, at the same cut on every worker
+        fired = {t.id: core.trigger(t.step, t.key) for t in self.barrier.triggers
+                 if t.id not in self.applied}
+        self.applied.update(fired)
         self.flush()  # outputs of the epoch reach sinks and the driver before the ack
+        self.send_metrics()  # and so do its counters: the driver counts them at the commit
         sinks = {name: sink.epoch_state(epoch) for name, sink in self.committing.items()}
-        payload = snapshots.snapshot(core, epoch, sinks)
+        payload = snapshots.snapshot(core, epoch, sinks, sorted(self.applied))
         name = f"epoch-{epoch}-worker-{self.me}.ckpt"
         sha = write_atomic(os.path.join(self.ckpt_dir, name), payload)
-        ack = EpochAck(epoch, self.me, name, sha, len(payload), core.epoch_positions)
+        ack = EpochAck(epoch, self.me, name, sha, len(payload), core.epoch_positions, fired)
         self.net.to_driver(encode(Kind.ACK, ack))
         core.finish_epoch()
 
