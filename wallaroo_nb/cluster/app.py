@@ -53,7 +53,8 @@ class App(MetricsViews):
         self._metrics = MetricsStore()
         _warn_unreplayable(self.plan, opts, self._event)
         self._driver = Driver(self.plan, workers, opts, Callbacks(
-            self._deliver, self._add_errors, self._event, self._add_metrics))
+            self._deliver, self._add_errors, self._event, self._add_metrics,
+            self._results.skip))
         _APPS.add(self)
 
     # -- callbacks from the driver's I/O thread ---------------------------------------

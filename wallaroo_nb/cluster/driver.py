@@ -64,6 +64,7 @@ class Callbacks:
     errors: Callable[[list], None]
     event: Callable[[str], None]
     metrics: Callable[[int, Any], None]
+    skipped: Callable[[int], None]  # results before this run that a resume does not have
 
 
 class Pending:
