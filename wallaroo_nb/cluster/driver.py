@@ -54,6 +54,7 @@ class Options:
     resume: bool = False
     wallaroo_alias: bool = False
     step_timeout: Optional[float] = None  # seconds one message may take; None: no limit
+    metrics_port: Optional[int] = None  # serve Prometheus metrics here (0: any free port)
 
 
 @dataclass
