@@ -80,6 +80,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", choices=("record", "stop"), default="record",
                    help="a computation that raises: record the error and go on (default), "
                         "or stop the app")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve the app's metrics for Prometheus at http://127.0.0.1:PORT/metrics")
     p.add_argument("--report", metavar="FILE",
                    help="write a standalone HTML latency report here at the end")
     p.add_argument("--status-interval", type=float, default=STATUS_INTERVAL_S, metavar="S",
@@ -354,13 +356,15 @@ def run_application(application: Any, args: argparse.Namespace, log: Log = _log)
             app = run(application, workers=args.workers, on_error=args.on_error,
                       resilience=resilience, checkpoint_dir=args.resilience_dir,
                       checkpoint_interval=args.time_between_checkpoints / 1e9,
-                      resume=args.resume)
+                      resume=args.resume, metrics_port=args.metrics_port)
         except Exception as e:
             log(f"wallaroo-nb run: cannot start the application: {type(e).__name__}: {e}")
             return 2
         try:
             log(f"running {app.name!r} on {app.workers} worker(s): "
                 f"pids {' '.join(str(p) for p in app.pids)}")
+            if app.metrics_url:
+                log(f"Prometheus metrics at {app.metrics_url}")
             code = supervise(app, stopper, StatusLine(args.status_interval, log),
                              Notices(log), log)
         finally:

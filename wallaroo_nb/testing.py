@@ -227,7 +227,7 @@ class ScriptedSourceConfig(IterableSourceConfig):
 
 class ScriptedSource(PacedSource):
     def __init__(self, config: ScriptedSourceConfig):
-        super().__init__(config._iter, config.rate)
+        super().__init__(config._iter, config.rate, config.data)
         self.config = config
         self.errors: list = []
 

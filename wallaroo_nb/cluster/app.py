@@ -51,9 +51,17 @@ class App(MetricsViews):
         self._t0 = time.time()
         self._last_counts: dict = {}
         self._metrics = MetricsStore()
+        self.metrics_url: Optional[str] = None  # where Prometheus scrapes (metrics_port=)
+        self._stop_exporter = lambda: None
+        if opts.metrics_port is not None:
+            from ..metrics.prometheus import serve
+
+            port, self._stop_exporter = serve(self._metrics, opts.metrics_port)
+            self.metrics_url = f"http://127.0.0.1:{port}/metrics"
         _warn_unreplayable(self.plan, opts, self._event)
         self._driver = Driver(self.plan, workers, opts, Callbacks(
-            self._deliver, self._add_errors, self._event, self._add_metrics))
+            self._deliver, self._add_errors, self._event, self._add_metrics,
+            self._results.skip))
         _APPS.add(self)
 
     # -- callbacks from the driver's I/O thread ---------------------------------------
@@ -117,6 +125,7 @@ class App(MetricsViews):
                     pass
             self._stopped = True
         self._driver.stop()
+        self._stop_exporter()
         self._event("stopped")
         with self._cond:
             self._cond.notify_all()
@@ -389,14 +398,15 @@ def _freeze_once() -> None:
 def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record",
         metrics: bool = True, resilience: bool = False, checkpoint_dir: Optional[str] = None,
         checkpoint_interval: float = 1.0, resume: bool = False,
-        step_timeout: Optional[float] = None) -> App:
+        step_timeout: Optional[float] = None, metrics_port: Optional[int] = None) -> App:
     """Start ``application`` (or a Pipeline ending in a sink) on ``workers`` processes.
 
     With ``resilience`` the app checkpoints every ``checkpoint_interval`` seconds
     into ``checkpoint_dir`` and survives dead workers; ``resume`` picks up from the
     last committed checkpoint there (after a driver restart). A step may take as long
     as it takes; ``step_timeout`` (seconds) stops the app, naming the step and the
-    key, when one message takes longer."""
+    key, when one message takes longer. ``metrics_port`` serves the metrics for
+    Prometheus at http://127.0.0.1:PORT/metrics (0: any free port; see app.metrics_url)."""
     if isinstance(application, Pipeline):
         application = build_application("app", application)
     if not isinstance(application, Plan):
@@ -417,7 +427,7 @@ def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record"
     opts = Options(on_error=on_error, metrics=metrics, resilience=resilience or resume,
                    checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
                    resume=resume, wallaroo_alias=_wallaroo_alias_active(),
-                   step_timeout=step_timeout)
+                   step_timeout=step_timeout, metrics_port=metrics_port)
     _freeze_once()
     return App(application, workers, opts)
 

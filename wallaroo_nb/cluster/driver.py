@@ -54,6 +54,7 @@ class Options:
     resume: bool = False
     wallaroo_alias: bool = False
     step_timeout: Optional[float] = None  # seconds one message may take; None: no limit
+    metrics_port: Optional[int] = None  # serve Prometheus metrics here (0: any free port)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Callbacks:
     errors: Callable[[list], None]
     event: Callable[[str], None]
     metrics: Callable[[int, Any], None]
+    skipped: Callable[[int], None]  # results before this run that a resume does not have
 
 
 class Pending:

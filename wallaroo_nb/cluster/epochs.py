@@ -19,6 +19,7 @@ from ..errors import WorkerFailure
 from ..plan import Plan
 from ..protocol import Barrier, EpochAck, Kind, Trigger, encode
 from .checkpoints import CheckpointDir, describe
+from .stores import collector_keep
 
 
 class Host(Protocol):
@@ -46,7 +47,7 @@ class Epochs:
     def __init__(self, driver: Host, path: str, interval: float):
         self.driver = driver
         self.interval = interval
-        self.ckpt = CheckpointDir(path)
+        self.ckpt = CheckpointDir(path, collector_keep(driver.plan.steps))
         self.committed: Optional[dict] = None  # manifest of the last committed epoch
         self.epoch = 0  # last epoch started
         self.epoch_started = 0.0
@@ -95,8 +96,9 @@ class Epochs:
         if manifest is not None:
             self.committed = manifest
             self.epoch = manifest["epoch"]
-            self.ckpt.truncate_results(manifest["results_offset"])
-            for sid, values in self.ckpt.committed_results(manifest["results_offset"]):
+            base, batches = self.ckpt.results.resume(manifest)
+            d.cb.skipped(base)  # results compacted away before this run: counted, not kept
+            for sid, values in batches:
                 d.cb.deliver(d.plan.steps[sid], values)
         d.cb.event(f"resuming from {describe(manifest)} in {self.ckpt.path}")
 
@@ -214,7 +216,7 @@ class Epochs:
     def _write(self, epoch: int, acks: list, batches: list) -> None:
         d = self.driver
         try:
-            persisted = [(b[1], b[3]) for b in batches
+            persisted = [(b[1], len(b[2]), b[3]) for b in batches
                          if b[0] is RESULTS and d.plan.steps[b[1]].sink.collects]
             manifest = self.ckpt.commit(epoch, acks, persisted)
             for b in batches:  # before anyone hears of the commit

@@ -47,6 +47,11 @@ class ResultStore:
         if not had_dropped and self.dropped:
             self.on_first_drop(self.keep)
 
+    def skip(self, n: int) -> None:
+        """``n`` results came before any kept here (a resume from a compacted log)."""
+        with self.cond:
+            self.total += n
+
     def since(self, start: int = 0) -> list:
         """Results from global index ``start`` on (those still kept)."""
         with self.cond:

@@ -1,7 +1,9 @@
 """In-memory sources and driver-side sinks: the notebook's connectors.
 
-Sources here are replayable: their position is the count of messages read, and
-seeking rebuilds the iterator and skips that many (a factory makes it fresh).
+Sources here are replayable: their position is the count of messages read. A
+list, tuple, range or DataFrame seeks at once, by index, wherever the position
+is; a factory's iterator is made fresh and that many messages are skipped (a
+recovery then replays the stream up to its checkpoint: time that grows with it).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 import types
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from ..errors import BuildError
 from .base import SinkConfig, Source, SourceConfig
@@ -23,10 +25,13 @@ def _check_rate(name: str, rate: Optional[float]) -> None:
 
 
 class PacedSource(Source):
-    """Reads from an iterator made by ``make_iter()``, optionally paced at ``rate`` events/s."""
+    """Reads from an iterator made by ``make_iter()`` (or by index from ``seq``, a
+    sequence), optionally paced at ``rate`` events/s."""
 
-    def __init__(self, make_iter: Callable[[], Iterable], rate: Optional[float]):
+    def __init__(self, make_iter: Callable[[], Iterable], rate: Optional[float],
+                 seq: Optional[Sequence] = None):
         self.make_iter = make_iter
+        self.seq = seq
         self.rate = rate
         self.it = None
         self.read_count = 0
@@ -34,7 +39,8 @@ class PacedSource(Source):
         self.paced_from = 0
 
     def open(self, worker: int) -> None:
-        self.it = iter(self.make_iter())
+        if self.seq is None:
+            self.it = iter(self.make_iter())
         self.t0 = time.monotonic()
 
     def _due(self, max_n: int) -> int:
@@ -47,7 +53,10 @@ class PacedSource(Source):
         n = self._due(max_n)
         if n == 0:
             return []
-        out = list(itertools.islice(self.it, n))
+        if self.seq is not None:
+            out = list(self.seq[self.read_count:self.read_count + n])
+        else:
+            out = list(itertools.islice(self.it, n))
         self.read_count += len(out)
         if len(out) < n:
             return out or None
@@ -63,9 +72,10 @@ class PacedSource(Source):
         return self.read_count
 
     def seek(self, position: Any) -> None:
-        self.it = iter(self.make_iter())
-        for _ in itertools.islice(self.it, position):
-            pass
+        if self.seq is None:  # replay up to the position
+            self.it = iter(self.make_iter())
+            for _ in itertools.islice(self.it, position):
+                pass
         self.read_count = position
         self.paced_from = position
         self.t0 = time.monotonic()
@@ -107,7 +117,7 @@ class IterableSourceConfig(SourceConfig):
         return self.factory() if self.factory is not None else self.data
 
     def make_source(self) -> Source:
-        return PacedSource(self._iter, self.rate)
+        return PacedSource(self._iter, self.rate, None if self.factory else self.data)
 
 
 class DataFrameSourceConfig(SourceConfig):
@@ -126,7 +136,7 @@ class DataFrameSourceConfig(SourceConfig):
         self.rows = df.to_dict("records")  # plain Python values: workers need no pandas
 
     def make_source(self) -> Source:
-        return PacedSource(lambda: self.rows, self.rate)
+        return PacedSource(lambda: self.rows, self.rate, self.rows)
 
 
 class _GenIter:
