@@ -23,7 +23,9 @@ import msgpack
 from .errors import ErrorRecord
 
 # -- data plane groups -------------------------------------------------------------
-GROUP_DATA = 0  # (0, step, source, ingest ts, event times | None, watermarks | None, values)
+# (0, step, source, ingest ts, origin ts, event times | None, watermarks | None,
+#  weights | None, pickled values): the per-value lists only where they vary
+GROUP_DATA = 0
 GROUP_BARRIER = 1  # (1, step, epoch)
 GROUP_WATERMARK = 2  # (2, step, source, watermark ns)
 
@@ -43,7 +45,7 @@ class Kind:
     # worker -> driver
     HELLO = b"hello"  # Hello: a worker started and asks for its plan
     READY = b"ready"  # set up, waiting for GO
-    RESULTS = b"results"  # msgpack [[sink step, count], ...], then one pickled batch each
+    RESULTS = b"results"  # msgpack [[sink step, count, origin], ...], then a pickled batch each
     ERRORS = b"errors"  # [ErrorRecord, ...]
     METRICS = b"metrics"  # MetricsDelta
     REPLY = b"reply"  # Reply to a Request

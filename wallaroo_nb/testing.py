@@ -126,7 +126,7 @@ class LocalRun:
             if vals is None:
                 core.end_source(sid)
             elif vals:
-                core.ingest(sid, vals)
+                core.ingest(sid, vals, src.origin_ns())
             else:
                 time.sleep(min(max(src.wait_hint() or 0.0, 0.0), 0.01))  # a paced source
             for e in src.drain_errors():
@@ -138,7 +138,7 @@ class LocalRun:
         for peer, groups in enumerate(out.groups):
             if groups:
                 self.inbox[peer].append((w, groups))
-        for sid, payload, _n in out.results:
+        for sid, payload, _n, _origin in out.results:
             sink = self.plan.steps[sid].sink
             values = pickle.loads(payload)
             if sink.collects:

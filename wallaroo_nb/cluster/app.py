@@ -87,7 +87,7 @@ class App(MetricsViews):
                 f"step {r.step!r} raised {r.error} on key {r.key} "
                 f"(input {r.input}); the app was stopped (on_error='stop')\n{r.traceback}"))
 
-    def _add_metrics(self, worker: int, delta: dict) -> None:
+    def _add_metrics(self, worker: Any, delta: Any) -> None:
         self._metrics.add(str(worker), delta._asdict())
 
     def _event(self, text: str) -> None:

@@ -13,10 +13,8 @@ committed epoch and the sources are rewound.
 
 from __future__ import annotations
 
-import itertools
 import os
 import pickle
-import queue
 import shutil
 import tempfile
 import threading
@@ -29,11 +27,13 @@ import zmq
 
 from ..errors import Recovering, StepTimeout, WorkerFailure, error_record
 from ..keys import default_owners
+from ..metrics.recorder import SharedRecorder
 from ..plan import Plan
-from ..protocol import Busy, Kind, Reply, Request, Start, decode, encode, worker_plan
+from ..protocol import Busy, Kind, MetricsDelta, Reply, Start, decode, encode, worker_plan
 from .checkpoints import describe
 from .epochs import ERRORS, METRICS, RESULTS, Epochs
 from .processes import WorkerProcesses
+from .requests import Requests
 
 PING_S = 1.0
 LIVENESS_S = 0.2
@@ -68,25 +68,6 @@ class Callbacks:
     skipped: Callable[[int], None]  # results before this run that a resume does not have
 
 
-class Pending:
-    """A future for one request sent to several workers."""
-
-    def __init__(self, n: int):
-        self.values: dict = {}
-        self.n = n
-        self.error: Optional[BaseException] = None
-        self.done = threading.Event()
-
-    def put(self, worker: int, reply: Reply) -> None:
-        self.values[worker] = reply
-        if len(self.values) >= self.n:
-            self.done.set()
-
-    def cancel(self, error: BaseException) -> None:
-        self.error = error
-        self.done.set()
-
-
 class Driver:
     """Sockets, worker processes and the I/O thread of one app. Knows nothing of notebooks."""
 
@@ -111,9 +92,7 @@ class Driver:
         self.wake_tx = self.zctx.socket(zmq.PAIR)
         self.wake_tx.connect(self.wake_addr)
         self.wake_lock = threading.Lock()
-        self.requests: queue.Queue = queue.Queue()
-        self.pending: dict = {}
-        self.req_ids = itertools.count(1)
+        self.requests = Requests()
         self.ready = threading.Event()
         self.failure: Optional[BaseException] = None
         self.stop_requested = False
@@ -122,6 +101,7 @@ class Driver:
         self.recoveries: list = []  # monotonic times of recoveries
         self.recovery_started = 0.0
         self.procs = WorkerProcesses(self.addr, n_workers, opts.wallaroo_alias)
+        self.visible = SharedRecorder()  # results' latency to the driver (see deliver)
         self.epochs: Optional[Epochs] = None
         if opts.resilience:
             path = opts.checkpoint_dir or os.path.join(self.rundir, "checkpoints")
@@ -173,13 +153,10 @@ class Driver:
                 raise self.failure
             raise TimeoutError(f"workers did not start within {timeout}s")
         targets = list(range(self.n)) if workers is None else list(workers)
-        req_id = next(self.req_ids)
-        future = Pending(len(targets))
-        self.pending[req_id] = future
-        self.requests.put((Request(req_id, op, args or {}), targets))
+        req_id, future = self.requests.ask(op, args or {}, targets)
         self.wake()
         if not future.done.wait(timeout):
-            self.pending.pop(req_id, None)
+            self.requests.forget(req_id)
             raise TimeoutError(f"workers {sorted(set(targets) - set(future.values))} did not "
                                f"answer {op!r} within {timeout}s")
         if future.error is not None:
@@ -255,6 +232,7 @@ class Driver:
                 if now >= next_ping:
                     next_ping = now + PING_S
                     self.send_all(encode(Kind.PING))
+                    self._send_visible()
                 if now >= next_live:
                     next_live = now + LIVENESS_S
                     self._check_alive()
@@ -270,8 +248,7 @@ class Driver:
         if self.epochs is not None:
             self.epochs.wait_commit()
         self.procs.reap(kill=True)
-        for r in list(self.pending.values()):
-            r.cancel(RuntimeError("the app stopped"))
+        self.requests.cancel_all(RuntimeError("the app stopped"))
         self.router.close(0)
         self.wake_rx.close(0)
         self.stopped.set()
@@ -289,13 +266,10 @@ class Driver:
             self._send(i, frames)
 
     def _send_requests(self) -> None:
-        while not self.requests.empty():
-            req, targets = self.requests.get_nowait()
+        for req, targets in self.requests.queued():
             if not self.ready.is_set():  # recovering: the new workers did not see it
-                future = self.pending.pop(req.req_id, None)
-                if future is not None:
-                    future.cancel(Recovering(f"workers restarted while {req.op!r} was asked; "
-                                             "ask again"))
+                self.requests.cancel(req.req_id, Recovering(
+                    f"workers restarted while {req.op!r} was asked; ask again"))
                 continue
             frames = encode(Kind.REQUEST, req)
             for w in targets:
@@ -337,21 +311,30 @@ class Driver:
     def _on_results(self, w: int, body: tuple) -> None:
         heads, payloads = body
         self.results_received[w] += 1
-        for (sid, _n), payload in zip(heads, payloads):
+        for (sid, _n, origin), payload in zip(heads, payloads):
             values = pickle.loads(payload)
             if self.epochs is not None:
                 # released when its epoch commits; the bytes go to the results log as they are
-                self.epochs.hold(w, (RESULTS, sid, values, payload))
+                self.epochs.hold(w, (RESULTS, sid, values, payload, origin))
             else:
-                self.deliver(sid, values)
+                self.deliver(sid, values, origin)
 
-    def deliver(self, sid: int, values: list) -> None:
+    def deliver(self, sid: int, values: list, origin: Optional[int] = None) -> None:
+        """Hand a batch to its driver-side sink; time it from its messages' origin
+        ("visible": what the user sees, the commit hold included)."""
         step = self.plan.steps[sid]
         try:
             self.cb.deliver(step, values)
         except Exception as e:  # a user's callback sink raised
             self.cb.errors([error_record(step.name, "sink", e, worker="driver",
                                          value=f"<batch of {len(values)}>", input_repr=False)])
+        if origin is not None:
+            self.visible.record("visible", step.pipeline, time.time_ns() - origin, len(values))
+
+    def _send_visible(self) -> None:
+        delta = self.visible.take_delta()
+        if delta["hist"]:
+            self.cb.metrics("driver", MetricsDelta(delta["hist"], delta["events"]))
 
     def _on_metrics(self, w: int, delta: Any) -> None:
         if self.epochs is not None:  # counted once: a replay's deltas are never committed
@@ -366,11 +349,7 @@ class Driver:
             self.cb.errors(records)
 
     def _on_reply(self, w: int, reply: Reply) -> None:
-        future = self.pending.get(reply.req_id)
-        if future is not None:
-            future.put(w, reply)
-            if future.done.is_set():
-                self.pending.pop(reply.req_id, None)
+        self.requests.on_reply(w, reply)
 
     def _on_crash(self, w: int, tb: str) -> None:
         self._lost(w, f"worker {w} crashed:\n{tb}")
@@ -415,9 +394,7 @@ class Driver:
         self.epochs.wait_commit()  # a commit under way decides the epoch to restore from
         self.cb.event(f"{reason}; restarting every worker from {describe(self.epochs.committed)}")
         self.procs.kill_all()
-        for r in list(self.pending.values()):
-            r.cancel(Recovering("workers restarted during the request; ask again"))
-        self.pending.clear()
+        self.requests.cancel_all(Recovering("workers restarted during the request; ask again"))
         self.generation += 1
         self._start_generation()
 
@@ -426,8 +403,7 @@ class Driver:
         if self.failure is None:
             self.failure = exc
             self.cb.event(str(exc).splitlines()[0])
-        for r in list(self.pending.values()):
-            r.cancel(exc)
+        self.requests.cancel_all(exc)
         self.ready.set()  # wake anyone waiting for start-up: they will see the failure
         self.stop_requested = True
 

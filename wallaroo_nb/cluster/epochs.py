@@ -69,7 +69,7 @@ class Epochs:
 
     def reset(self, n: int) -> None:
         """A new generation of workers: nothing they sent is held any more."""
-        # per worker, what it sent since its last ack: (RESULTS, sid, values, payload),
+        # per worker, what it sent since its last ack: (RESULTS, sid, values, payload, origin),
         # (ERRORS, records) or (METRICS, delta); released in order at commit
         self.uncommitted: list = [[] for _ in range(n)]
         self.acked_batches: dict = {}  # worker -> batches of the epoch in flight
@@ -221,7 +221,7 @@ class Epochs:
             manifest = self.ckpt.commit(epoch, acks, persisted)
             for b in batches:  # before anyone hears of the commit
                 if b[0] is RESULTS:
-                    d.deliver(b[1], b[2])
+                    d.deliver(b[1], b[2], b[4])
                 elif b[0] is ERRORS:
                     d.cb.errors(b[1])
                 else:

@@ -40,6 +40,13 @@ class Source:
     def position(self) -> Any:
         return None
 
+    def origin_ns(self) -> Optional[int]:
+        """When the oldest message of the last ``read`` came to exist, in
+        ``time.time_ns()`` nanoseconds: pipeline latency is measured from there (so time
+        a message waits before it is read counts). None: the read itself. A paced
+        source says when the message was due; a socket source when its bytes came."""
+        return None
+
     def set_share(self, index: int, count: int) -> None:
         """A parallel source (``SourceConfig.parallel``) runs on every worker: before
         ``open`` each is told its share, ``index`` of ``count``. Its ``position()`` must

@@ -37,6 +37,7 @@ class PacedSource(Source):
         self.read_count = 0
         self.t0 = 0.0
         self.paced_from = 0
+        self.first_read: Optional[int] = None  # index of the last read's first message
 
     def open(self, worker: int) -> None:
         if self.seq is None:
@@ -49,8 +50,16 @@ class PacedSource(Source):
         due = int((time.monotonic() - self.t0) * self.rate) - (self.read_count - self.paced_from)
         return max(0, min(max_n, due))
 
+    def origin_ns(self) -> Optional[int]:
+        """When the oldest message of the last read was due (unpaced: None, the read)."""
+        if self.rate is None or self.first_read is None:
+            return None
+        due = self.t0 + (self.first_read - self.paced_from + 1) / self.rate
+        return time.time_ns() - int((time.monotonic() - due) * 1e9)
+
     def read(self, max_n: int) -> Optional[list]:
         n = self._due(max_n)
+        self.first_read = self.read_count
         if n == 0:
             return []
         if self.seq is not None:

@@ -62,7 +62,7 @@ class Output(NamedTuple):
     """What the core produced since the last ``take()``."""
 
     groups: list  # per worker: data groups to send there (this worker's entry is empty)
-    results: list  # (sink step id, pickled values, count) for the driver's sinks
+    results: list  # (sink step id, pickled values, count, origin) for the driver's sinks
     sinks: list  # (sink step id, values) for the live sinks on this worker
     errors: list  # ErrorRecords
 
@@ -98,16 +98,19 @@ class Core:
         swaps a step's function)."""
         entry, self.remote = build(self.rt)
         for st in self.sources.values():
-            st.feed = fan_out([entry[c] for c in st.children])
+            st.feed = fan_out([entry[c] for c in st.children], self.rt.ctx)
 
     # -- input ---------------------------------------------------------------------------
 
-    def ingest(self, src: int, vals: list) -> None:
-        """Feed a chunk read from local source ``src``, one value at a time."""
+    def ingest(self, src: int, vals: list, origin: Optional[int] = None) -> None:
+        """Feed a chunk read from local source ``src``, one value at a time; ``origin``
+        (time.time_ns) is when its oldest message came to exist (None: now)."""
         rt, ctx, st = self.rt, self.rt.ctx, self.sources[src]
         st.count += len(vals)
         ctx.src, ctx.sender = src, self.me
         ctx.ts = ctx.arrived = time.time_ns()
+        ctx.origin = ctx.ts if origin is None else origin
+        ctx.w = 1
         feed, etf = st.feed, st.event_time
         if etf is None:
             ctx.et = ctx.ts
@@ -156,19 +159,23 @@ class Core:
 
     def _process_group(self, g: tuple, sender: int) -> None:
         rt, ctx = self.rt, self.rt.ctx
-        _, sid, src, ts, ets, wms, payload = g
+        _, sid, src, ts, origin, ets, wms, ws, payload = g
         vals = pickle.loads(payload)
         ctx.src, ctx.ts, ctx.arrived, ctx.sender = src, ts, time.time_ns(), sender
+        ctx.origin = origin
         feed = self.remote[sid]
-        if ets is None and wms is None:
+        if ets is None and wms is None and ws is None:
             ctx.et = ts
+            ctx.w = 1
             for v in vals:
                 feed(v)
         else:
-            ets = ets or [ts] * len(vals)
-            wms = wms or [NEG_INF] * len(vals)
-            for v, e, m in zip(vals, ets, wms):
-                ctx.et, ctx.wm = e, m
+            n = len(vals)
+            ets = ets or [ts] * n
+            wms = wms or [NEG_INF] * n
+            ws = ws or [1] * n
+            for v, e, m, w in zip(vals, ets, wms, ws):
+                ctx.et, ctx.wm, ctx.w = e, m, w
                 feed(v)
         rt.seal()
 
@@ -297,8 +304,9 @@ class Core:
             return 0
         ctx = rt.ctx
         rt.stamp_internal(next((sp.id for sp in self.plan.sources if sp.pipeline == s.pipeline), 0))
-        # the outputs carry the step's own watermark (and that as their event time), so a
-        # range window downstream neither runs ahead nor finds them late
+        # the outputs carry the step's own watermark, and as event time their newest
+        # message's or that watermark, if later: a range window downstream neither runs
+        # ahead nor finds them late
         table = rt.wm_tables.get(s.id)
         wm = table.current if table is not None else NEG_INF
         ctx.wm = wm

@@ -21,7 +21,8 @@ from typing import Any, Iterable, Optional, Sequence
 
 from .window_base import _MISSING, _NOTHING, INFINITY, _Runner
 
-_START, _LAST, _ACC = 0, 1, 2  # a session: [first event time, last event time, accumulator]
+# a session: [first event time, last event time, accumulator, newest origin]
+_START, _LAST, _ACC, _ORIGIN = 0, 1, 2, 3
 
 
 class _SessionKey:
@@ -40,15 +41,16 @@ class SessionRunner(_Runner):
 
     kind = "session"
 
-    def __init__(self, spec: Any, with_keys: bool = False) -> None:
-        super().__init__(spec, with_keys)
+    def __init__(self, spec: Any, with_keys: bool = False, with_origin: bool = False) -> None:
+        super().__init__(spec, with_keys, with_origin)
         self._gap = spec.gap_ns
         self._policy = spec.late_data_policy
         self._keys: dict = {}
         self._heap: list = []  # (end, seq, key); entries whose end is not the key's due are stale
         self._seq = 0
 
-    def on_message(self, key: Any, value: Any, event_time_ns: int) -> Sequence:
+    def on_message(self, key: Any, value: Any, event_time_ns: int,
+                   origin: Optional[int] = None) -> Sequence:
         """Add one message; returns outputs only for late messages under fire-per-message."""
         t, gap = event_time_ns, self._gap
         try:
@@ -61,10 +63,10 @@ class SessionRunner(_Runner):
         touching = [] if st is None else [
             i for i, s in enumerate(st.sessions) if t < s[_LAST] + gap and s[_START] < end]
         if touching:
-            self._merge(key, st, touching, value, t)
+            self._merge(key, st, touching, value, t, origin)
             return _NOTHING
         if end <= max(self.watermark, st.floor if st is not None else -math.inf):
-            return self._on_late(key, st, value, t)
+            return self._on_late(key, st, value, t, origin)
         acc = self._fold(value, _MISSING)
         if st is None:
             st = self._keys[key] = _SessionKey()
@@ -72,11 +74,12 @@ class SessionRunner(_Runner):
         i = 0
         while i < len(sessions) and sessions[i][_START] < t:
             i += 1
-        sessions.insert(i, [t, t, acc])
+        sessions.insert(i, [t, t, acc, origin])
         self._schedule(key, st)
         return _NOTHING
 
-    def _merge(self, key: Any, st: _SessionKey, touching: list, value: Any, t: int) -> None:
+    def _merge(self, key: Any, st: _SessionKey, touching: list, value: Any, t: int,
+               origin: Optional[int]) -> None:
         """Fold the message into the sessions it touches, merged into one."""
         sessions = st.sessions
         first = sessions[touching[0]]
@@ -84,13 +87,16 @@ class SessionRunner(_Runner):
         for i in touching[1:]:
             acc = self._combine(acc, sessions[i][_ACC])
         acc = self._fold(value, acc)  # may raise: nothing is changed before this
-        merged = [min(first[_START], t), max(max(sessions[i][_LAST] for i in touching), t), acc]
+        origins = [o for o in [origin, *(sessions[i][_ORIGIN] for i in touching)] if o is not None]
+        merged = [min(first[_START], t), max(max(sessions[i][_LAST] for i in touching), t), acc,
+                  max(origins) if origins else None]
         for i in reversed(touching):
             del sessions[i]
         sessions.insert(touching[0], merged)
         self._schedule(key, st)
 
-    def _on_late(self, key: Any, st: Optional[_SessionKey], value: Any, t: int) -> Sequence:
+    def _on_late(self, key: Any, st: Optional[_SessionKey], value: Any, t: int,
+                 origin: Optional[int] = None) -> Sequence:
         """drop: discard. fire-per-message: emit it alone as the session [t, t + gap).
         place-in-oldest-window: add it to the key's oldest open session (whose bounds
         stay as they are); a key with no open session drops it."""
@@ -98,13 +104,15 @@ class SessionRunner(_Runner):
         if self._policy == "fire-per-message":
             out: list = []
             acc = self._fold(value, _MISSING)
-            self._emit(out, key, acc, t, t + self._gap, t + self._gap - 1)
+            self._emit(out, key, acc, t, t + self._gap, t + self._gap - 1, origin)
             return out
         if self._policy == "drop" or st is None or not st.sessions:
             self.dropped += 1
             return _NOTHING
         oldest = st.sessions[0]
         oldest[_ACC] = self._fold(value, oldest[_ACC])
+        if origin is not None and (oldest[_ORIGIN] is None or origin > oldest[_ORIGIN]):
+            oldest[_ORIGIN] = origin
         return _NOTHING
 
     def _schedule(self, key: Any, st: _SessionKey) -> None:
@@ -135,8 +143,8 @@ class SessionRunner(_Runner):
     def _fire_due(self, key: Any, st: _SessionKey, wm: float, out: list) -> None:
         sessions, gap = st.sessions, self._gap
         while sessions and sessions[0][_LAST] + gap <= wm:
-            start, last, acc = sessions.pop(0)
-            self._emit(out, key, acc, start, last + gap, last + gap - 1)
+            start, last, acc, origin = sessions.pop(0)
+            self._emit(out, key, acc, start, last + gap, last + gap - 1, origin)
         if sessions:
             self._schedule(key, st)
         else:
@@ -157,7 +165,7 @@ class SessionRunner(_Runner):
         for key in self._keys if keys is None else keys:
             st = self._keys.get(key)
             if st is not None:
-                out[key] = {"sessions": [tuple(s) for s in st.sessions],
+                out[key] = {"sessions": [tuple(s[:3]) for s in st.sessions],
                             "floor": max(self.watermark, st.floor)}
         return out
 
@@ -167,7 +175,7 @@ class SessionRunner(_Runner):
         for key, s in states.items():
             self._keys.pop(key, None)
             st = _SessionKey(s["floor"])
-            st.sessions = [list(x) for x in s["sessions"]]
+            st.sessions = [[*x[:3], None] for x in s["sessions"]]
             if st.sessions:
                 self._keys[key] = st
                 self._schedule(key, st)

@@ -16,14 +16,20 @@ from .runtime import Runtime
 from .watermarks import advance
 
 
-def fan_out(feeds: list) -> Callable[[Any], None]:
-    """One feed calling each of ``feeds`` in turn (the feed itself when there is one)."""
+def fan_out(feeds: list, ctx: Any) -> Callable[[Any], None]:
+    """One feed calling each of ``feeds`` in turn (the feed itself when there is one);
+    the last carries the value's weight, the others 0 (see runtime.py)."""
     if len(feeds) == 1:
         return feeds[0]
+    head, last = feeds[:-1], feeds[-1]
 
     def emit_all(v: Any) -> None:
-        for f in feeds:
+        w = ctx.w
+        ctx.w = 0
+        for f in head:
             f(v)
+        ctx.w = w
+        last(v)
 
     return emit_all
 
@@ -36,12 +42,27 @@ def build(rt: Runtime) -> tuple[list, list]:
     remote: list = [None] * len(steps)
     for step in reversed(steps):  # ids are topological: children come later
         if step.is_sink:
-            entry[step.id] = rt.sink_buffers[step.id].append
+            entry[step.id] = _make_sink(step, rt)
             continue
-        emit = fan_out([entry[c] for c in step.children])
+        emit = fan_out([entry[c] for c in step.children], rt.ctx)
         make = _MAKERS[step.kind]
         entry[step.id], remote[step.id] = make(step, emit, rt)
     return entry, remote
+
+
+def _make_sink(step: Step, rt: Runtime) -> Callable:
+    """A sink's feed: its buffer's append, and the weights reaching it where values
+    may weigh 0."""
+    append = rt.sink_buffers[step.id].append
+    if not rt.weighted:
+        return append
+    cell, ctx = rt.sink_w[step.id], rt.ctx
+
+    def sink(v: Any) -> None:
+        append(v)
+        cell[0] += ctx.w
+
+    return sink
 
 
 def _user_fn(step: Step, rt: Runtime) -> Callable:
@@ -51,6 +72,7 @@ def _user_fn(step: Step, rt: Runtime) -> Callable:
 
 def _make_map(step: Step, emit: Callable, rt: Runtime) -> tuple:
     f, on_error, filtered, i = _user_fn(step, rt), rt.on_error, rt.filtered, step.id
+    done, ctx = rt.done, rt.ctx
 
     def feed(v: Any) -> None:
         try:
@@ -62,8 +84,32 @@ def _make_map(step: Step, emit: Callable, rt: Runtime) -> tuple:
             emit(out)
         else:
             filtered[i] += 1
+            done[0] += ctx.w
 
     return feed, feed
+
+
+def _emit_list(outs: Any, emit: Callable, rt: Runtime, step: Step) -> None:
+    """Emit a multi step's list: None items are dropped (as in Wallaroo) and counted as
+    filtered; the last item carries the message's weight (see runtime.py)."""
+    ctx, filtered, i = rt.ctx, rt.filtered, step.id
+    w = ctx.w
+    if not outs:
+        rt.done[0] += w
+        return
+    ctx.w = 0
+    for o in outs[:-1]:
+        if o is not None:
+            emit(o)
+        else:
+            filtered[i] += 1
+    ctx.w = w
+    last = outs[-1]
+    if last is not None:
+        emit(last)
+    else:
+        filtered[i] += 1
+        rt.done[0] += w
 
 
 def _make_multi(step: Step, emit: Callable, rt: Runtime) -> tuple:
@@ -77,12 +123,9 @@ def _make_multi(step: Step, emit: Callable, rt: Runtime) -> tuple:
             return
         if outs is None:
             filtered[i] += 1
+            rt.done[0] += rt.ctx.w
         elif type(outs) is list or isinstance(outs, (list, tuple)):
-            for o in outs:
-                if o is not None:  # as in Wallaroo: None items of the list are dropped
-                    emit(o)
-                else:
-                    filtered[i] += 1
+            _emit_list(outs, emit, rt, step)
         else:
             on_error(step, None, v, TypeError(
                 f"a multi computation must return a list (or None), got {type(outs).__name__}"))
@@ -97,6 +140,7 @@ def _keyed(step: Step, run: Callable, rt: Runtime) -> tuple:
     pend = rt.pending[step.id]
     pend_et = rt.pending_et[step.id] if rt.track_event_time else None
     pend_wm = rt.pending_wm[step.id] if rt.track_wm else None
+    pend_w = rt.pending_w[step.id] if rt.weighted else None
     ctx = rt.ctx
 
     def entry(v: Any) -> None:
@@ -124,6 +168,8 @@ def _keyed(step: Step, run: Callable, rt: Runtime) -> tuple:
                 pend_et[w].append(ctx.et)
             if pend_wm is not None:
                 pend_wm[w].append(ctx.wm)
+            if pend_w is not None:
+                pend_w[w].append(ctx.w)
 
     def remote(v: Any) -> None:
         try:
@@ -141,7 +187,7 @@ def _make_state(step: Step, emit: Callable, rt: Runtime) -> tuple:
                                      rt.filtered, step.id)
     states = rt.states[step.id]
     multi = step.info.multi
-    table, ctx = rt.wm_tables.get(step.id), rt.ctx
+    table, ctx, done = rt.wm_tables.get(step.id), rt.ctx, rt.done
 
     def run(v: Any, k: Any) -> None:
         if table is not None:  # upstream of a window: keep its watermark for forwarding
@@ -160,14 +206,11 @@ def _make_state(step: Step, emit: Callable, rt: Runtime) -> tuple:
             return
         if out is None:
             filtered[i] += 1
+            done[0] += ctx.w
         elif not multi:
             emit(out)
         elif isinstance(out, (list, tuple)):
-            for o in out:
-                if o is not None:  # as in Wallaroo: None items of the list are dropped
-                    emit(o)
-                else:
-                    filtered[i] += 1
+            _emit_list(out, emit, rt, step)
         else:
             on_error(step, k, v, TypeError(
                 f"a multi computation must return a list (or None), got {type(out).__name__}"))
@@ -176,7 +219,7 @@ def _make_state(step: Step, emit: Callable, rt: Runtime) -> tuple:
 
 
 def _make_window(step: Step, emit: Callable, rt: Runtime) -> tuple:
-    runner, on_error, ctx = rt.windows[step.id], rt.on_error, rt.ctx
+    runner, on_error, ctx, done = rt.windows[step.id], rt.on_error, rt.ctx, rt.done
     table = rt.wm_tables.get(step.id)
     rt.window_emits[step.id] = emit
 
@@ -187,10 +230,11 @@ def _make_window(step: Step, emit: Callable, rt: Runtime) -> tuple:
             if new is not None:
                 rt.emit_window_outputs(step, advance(runner, new), before)
         try:
-            outs = runner.on_message(k, v, ctx.et)
+            outs = runner.on_message(k, v, ctx.et, ctx.origin)
         except Exception as e:
             on_error(step, k, v, e)
             return
+        done[0] += ctx.w  # absorbed: the message's journey ends in the window
         if outs:
             rt.emit_window_outputs(step, outs, ctx.wm)
 

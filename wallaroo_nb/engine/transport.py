@@ -40,8 +40,8 @@ class ResultsMessage:
     def full(self) -> bool:
         return len(self.payloads) >= GROUPS_PER_FRAME
 
-    def add(self, sid: int, n: int, payload: bytes) -> None:
-        self.heads.append((sid, n))
+    def add(self, sid: int, n: int, payload: bytes, origin: int) -> None:
+        self.heads.append((sid, n, origin))
         self.payloads.append(payload)
 
     def frames(self) -> list:
@@ -106,11 +106,11 @@ class Transport:
         if out.results:
             dq = self.driver_out
             last = dq[-1] if dq and isinstance(dq[-1], ResultsMessage) else None
-            for sid, payload, n in out.results:
+            for sid, payload, n, origin in out.results:
                 if last is None or last.full:
                     last = ResultsMessage()
                     dq.append(last)
-                last.add(sid, n, payload)
+                last.add(sid, n, payload, origin)
         if out.errors:
             self.driver_out.append(encode(Kind.ERRORS, out.errors))
 

@@ -50,8 +50,11 @@ class _Runner:
 
     kind = ""
 
-    def __init__(self, spec: Any, with_keys: bool) -> None:
+    def __init__(self, spec: Any, with_keys: bool, with_origin: bool = False) -> None:
         agg = spec.agg
+        # with_origin: outputs are (key, output, event time, origin), the origin being
+        # the newest origin (see engine/runtime.py) of the messages in the window
+        self._origins = with_origin
         self.name: str = spec.name
         self._initial = agg.initial_accumulator
         self._update = _keeping_acc(agg.update)
@@ -76,7 +79,8 @@ class _Runner:
             return self._update(value, acc)
         return self._combine(acc, self._update(value, self._initial()))
 
-    def _emit(self, out: list, key: Any, acc: Any, start: Any, end: Any, ts: Any) -> None:
+    def _emit(self, out: list, key: Any, acc: Any, start: Any, end: Any, ts: Any,
+              origin: Any = None) -> None:
         try:
             if self._with_window:
                 r = self._output(key, acc, Window(start, end))
@@ -86,7 +90,10 @@ class _Runner:
             self.errors.append((key, e))
             return
         if r is not None:
-            out.append((key, r, ts) if self._with_keys else r)
+            if self._origins:
+                out.append((key, r, ts, origin))
+            else:
+                out.append((key, r, ts) if self._with_keys else r)
 
     def take_errors(self) -> list:
         """Errors raised by ``output`` since the last call, as (key, exception)."""

@@ -23,7 +23,9 @@ their snapshot, so they stay exact even under a lagging watermark.
 Outputs are what ``Aggregation.output`` returned (None filtered out), as a list,
 or an empty tuple when nothing fired (no allocation); with ``with_keys=True``
 each is ``(key, output, event_time_ns)``, the event time being window end - 1
-for range windows and None otherwise.
+for range windows and the newest message's event time for count and event
+windows; with ``with_origin=True`` each is ``(key, output, event_time_ns, origin)``,
+origin being the newest origin among the window's messages (engine/runtime.py).
 
 Range windows: [k*slide, k*slide + range) for every integer k (with per-key
 alignment, Wallaroo's way: shifted by the key's offset, see RangeRunner). Each key keeps
@@ -58,7 +60,7 @@ class _RangeKey:
     """One key's range-window state. Pane and window indices count from ``off``:
     window k is [k*slide + off, k*slide + off + range)."""
 
-    __slots__ = ("panes", "next", "due", "token", "off")
+    __slots__ = ("panes", "next", "due", "token", "off", "origins")
 
     def __init__(self, next_k: float, off: int = 0) -> None:
         self.panes: dict = {}  # pane index -> accumulator
@@ -66,6 +68,7 @@ class _RangeKey:
         self.due = 0  # index of the key's earliest pending window
         self.token = -1  # seq of the key's live heap entry (-1: none)
         self.off = off  # the key's alignment (0: windows aligned to the epoch)
+        self.origins: dict = {}  # pane index -> newest origin of its messages (with_origin)
 
 
 class RangeRunner(_Runner):
@@ -78,8 +81,8 @@ class RangeRunner(_Runner):
 
     kind = "range"
 
-    def __init__(self, spec: Any, with_keys: bool = False) -> None:
-        super().__init__(spec, with_keys)
+    def __init__(self, spec: Any, with_keys: bool = False, with_origin: bool = False) -> None:
+        super().__init__(spec, with_keys, with_origin)
         self._range = spec.range_ns
         self._slide = spec.slide_ns
         self._delay = spec.delay_ns
@@ -105,7 +108,8 @@ class RangeRunner(_Runner):
         t = event_time_ns if not math.isfinite(wm) or event_time_ns > wm else wm
         return t % self._slide
 
-    def on_message(self, key: Any, value: Any, event_time_ns: int) -> Sequence:
+    def on_message(self, key: Any, value: Any, event_time_ns: int,
+                   origin: Optional[int] = None) -> Sequence:
         """Add one message; returns outputs only for late messages under fire-per-message."""
         st = self._keys.get(key)
         try:
@@ -120,9 +124,9 @@ class RangeRunner(_Runner):
         k_open = self._k_open if off == 0 else self._open(off)
         if st is None:
             if k < k_open:
-                return self._on_late(key, value, k, st, off)
+                return self._on_late(key, value, k, st, off, origin)
         elif k < k_open or k < st.next:
-            return self._on_late(key, value, k, st, off)
+            return self._on_late(key, value, k, st, off, origin)
         else:
             p = k if self._tumbling else t // self._pane
             panes = st.panes
@@ -132,19 +136,31 @@ class RangeRunner(_Runner):
                     panes[p] = self._update(value, acc)
                 else:
                     panes[p] = self._combine(acc, self._update(value, self._initial()))
+                if origin is not None:
+                    self._note(st, p, origin)
                 return _NOTHING
         p = k if self._tumbling else t // self._pane
-        self._new_pane(key, st, p, self._update(value, self._initial()), off)
+        st = self._new_pane(key, st, p, self._update(value, self._initial()), off)
+        if origin is not None:
+            self._note(st, p, origin)
         return _NOTHING
 
+    @staticmethod
+    def _note(st: _RangeKey, p: int, origin: int) -> None:
+        """Keep the newest origin of pane ``p``'s messages."""
+        o = st.origins.get(p)
+        if o is None or origin > o:
+            st.origins[p] = origin
+
     def _new_pane(self, key: Any, st: Optional[_RangeKey], p: int, acc: Any,
-                  off: int) -> None:
+                  off: int) -> _RangeKey:
         if st is None:
             st = self._keys[key] = _RangeKey(-math.inf, off)
         st.panes[p] = acc
         cand = max(self._first_window(p), st.next, self._open(off))
         if st.token < 0 or cand < st.due:
             self._schedule(key, st, cand)
+        return st
 
     def _first_window(self, p: int) -> int:
         """Index of the first window holding pane ``p``."""
@@ -157,13 +173,14 @@ class RangeRunner(_Runner):
         heapq.heappush(self._heap, (fire_at, self._seq, key))
 
     def _on_late(self, key: Any, value: Any, k: int, st: Optional[_RangeKey],
-                 off: int) -> Sequence:
+                 off: int, origin: Optional[int] = None) -> Sequence:
         self.late += 1
         if self._policy == "fire-per-message":
             acc = self._update(value, self._initial())
             out: list = []
             start = k * self._slide + off
-            self._emit(out, key, acc, start, start + self._range, start + self._range - 1)
+            self._emit(out, key, acc, start, start + self._range, start + self._range - 1,
+                       origin)
             return out
         oldest = max(self._open(off), st.next if st is not None else -math.inf)
         if self._policy == "drop" or oldest == math.inf:
@@ -174,9 +191,11 @@ class RangeRunner(_Runner):
         p = oldest * self._slide // self._pane
         acc = st.panes.get(p, _MISSING) if st is not None else _MISSING
         if acc is _MISSING:
-            self._new_pane(key, st, p, self._fold(value, acc), off)
+            st = self._new_pane(key, st, p, self._fold(value, acc), off)
         else:
             st.panes[p] = self._fold(value, acc)
+        if origin is not None:
+            self._note(st, p, origin)
         return _NOTHING
 
     def on_watermark(self, wm_ns: float) -> Sequence:
@@ -200,11 +219,13 @@ class RangeRunner(_Runner):
 
     def _fire(self, key: Any, st: _RangeKey, out: list) -> None:
         """Fire the key's window ``st.due``, drop panes no later window needs, reschedule."""
-        k, panes = st.due, st.panes
+        k, panes, origins = st.due, st.panes, st.origins
         start = k * self._slide
         end = start + self._range
+        origin = None
         if self._tumbling:
             acc = panes.pop(k)
+            origin = origins.pop(k, None)
         else:
             acc = self._initial()
             keep = (start + self._slide) // self._pane  # no later window needs panes below
@@ -213,8 +234,12 @@ class RangeRunner(_Runner):
                     break
                 if p * self._pane >= start:
                     acc = self._combine(acc, panes[p])
+                    o = origins.get(p)
+                    if o is not None and (origin is None or o > origin):
+                        origin = o
                 if p < keep:
                     del panes[p]
+                    origins.pop(p, None)
         st.next, st.token = k + 1, -1
         if panes:
             # windows the watermark has passed meanwhile still fire: they were open
@@ -222,7 +247,7 @@ class RangeRunner(_Runner):
             self._schedule(key, st, max(self._first_window(min(panes)), st.next))
         else:
             del self._keys[key]
-        self._emit(out, key, acc, start + st.off, end + st.off, end + st.off - 1)
+        self._emit(out, key, acc, start + st.off, end + st.off, end + st.off - 1, origin)
 
     def flush_all(self) -> Sequence:
         """End of stream: the watermark goes to infinity and every window fires."""
@@ -294,15 +319,17 @@ class RangeRunner(_Runner):
 
 class SequenceRunner(_Runner):
     """Count windows (fire every ``count`` messages of a key) and event windows
-    (fire on a trigger). Per key: [accumulator, messages in window, first ordinal].
+    (fire on a trigger). Per key: [accumulator, messages in window, first ordinal,
+    newest event time, newest origin] (the last two of the open window's messages:
+    its output carries them).
 
     Count windows with a timeout (Wallaroo's step timer) also fire every key's
     partial window whenever the watermark reaches the next tick: the first tick is
     one timeout after the first finite watermark, the next one timeout after the
     watermark that fired the last."""
 
-    def __init__(self, spec: Any, with_keys: bool = False) -> None:
-        super().__init__(spec, with_keys)
+    def __init__(self, spec: Any, with_keys: bool = False, with_origin: bool = False) -> None:
+        super().__init__(spec, with_keys, with_origin)
         self.kind = spec.kind
         self._count = spec.count if spec.kind == "count" else -1
         self._timeout = getattr(spec, "timeout_ns", None) if spec.kind == "count" else None
@@ -311,7 +338,8 @@ class SequenceRunner(_Runner):
         self._include = bool(getattr(spec, "trigger_in_closing_window", True))
         self._keys: dict = {}
 
-    def on_message(self, key: Any, value: Any, event_time_ns: Any = None) -> Sequence:
+    def on_message(self, key: Any, value: Any, event_time_ns: Any = None,
+                   origin: Optional[int] = None) -> Sequence:
         """Add one message; returns the outputs of the window it closed, if any.
         An exception from the fire_when predicate or ``update`` propagates, unharmed."""
         fire = self._pred is not None and self._pred(value)
@@ -320,23 +348,27 @@ class SequenceRunner(_Runner):
             acc = self._update(value, self._initial())
             out: list = []
             if st is None:
-                st = self._keys[key] = [None, 0, 0]
+                st = self._keys[key] = [None, 0, 0, None, None]
             elif st[1]:
                 self._close(key, st, out)
-            st[0], st[1] = acc, 1
+            st[0], st[1], st[3], st[4] = acc, 1, event_time_ns, origin
             return out
         if st is None:
             acc = self._update(value, self._initial())
-            st = self._keys[key] = [acc, 1, 0]
+            st = self._keys[key] = [acc, 1, 0, event_time_ns, origin]
         elif st[1] == 0:
             st[0] = self._update(value, self._initial())
-            st[1] = 1
+            st[1], st[3], st[4] = 1, event_time_ns, origin
         else:
             if self._atomic:
                 st[0] = self._update(value, st[0])
             else:
                 st[0] = self._combine(st[0], self._update(value, self._initial()))
             st[1] += 1
+            if event_time_ns is not None and (st[3] is None or event_time_ns > st[3]):
+                st[3] = event_time_ns
+            if origin is not None and (st[4] is None or origin > st[4]):
+                st[4] = origin
         if fire or st[1] == self._count:
             out = []
             self._close(key, st, out)
@@ -344,9 +376,9 @@ class SequenceRunner(_Runner):
         return _NOTHING
 
     def _close(self, key: Any, st: list, out: list) -> None:
-        acc, n, start = st
-        st[0], st[1], st[2] = None, 0, start + n
-        self._emit(out, key, acc, start, start + n, None)
+        acc, n, start, et, origin = st
+        st[0], st[1], st[2], st[3], st[4] = None, 0, start + n, None, None
+        self._emit(out, key, acc, start, start + n, et, origin)
 
     def on_trigger(self, key: Any = None) -> Sequence:
         """Fire ``key``'s open window (every key's if None); empty windows do not fire."""
@@ -391,18 +423,18 @@ class SequenceRunner(_Runner):
         return list(self._keys)
 
     def snapshot(self, keys: Optional[Iterable] = None) -> dict:
-        """key -> {"acc", "n", "start"} (accumulators shared, not copied)."""
+        """key -> {"acc", "n", "start", "et"} (accumulators shared, not copied)."""
         out = {}
         for key in self._keys if keys is None else keys:
             st = self._keys.get(key)
             if st is not None:
-                out[key] = {"acc": st[0], "n": st[1], "start": st[2]}
+                out[key] = {"acc": st[0], "n": st[1], "start": st[2], "et": st[3]}
         return out
 
     def restore(self, states: dict) -> None:
         """Install keys' state from ``snapshot`` (replacing theirs)."""
         for key, s in states.items():
-            self._keys[key] = [s["acc"], s["n"], s["start"]]
+            self._keys[key] = [s["acc"], s["n"], s["start"], s.get("et"), None]
 
     def drop_keys(self, keys: Iterable) -> None:
         """Forget keys (they moved to another worker)."""
@@ -415,12 +447,12 @@ class SequenceRunner(_Runner):
                  "accumulator": st[0]} for key, st in self._keys.items() if st[1]]
 
 
-def make_window_runner(spec: Any, with_keys: bool = False) -> Any:
+def make_window_runner(spec: Any, with_keys: bool = False, with_origin: bool = False) -> Any:
     """The runner for one window step on one worker (see the module docstring)."""
     if spec.kind == "range":
-        return RangeRunner(spec, with_keys)
+        return RangeRunner(spec, with_keys, with_origin)
     if spec.kind in ("count", "event"):
-        return SequenceRunner(spec, with_keys)
+        return SequenceRunner(spec, with_keys, with_origin)
     if spec.kind == "session":
-        return SessionRunner(spec, with_keys)
+        return SessionRunner(spec, with_keys, with_origin)
     raise ValueError(f"window step {spec.name!r}: unknown window kind {spec.kind!r}")

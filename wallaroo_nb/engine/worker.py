@@ -235,7 +235,7 @@ class Worker:
                 core.end_source(sid)
             elif vals:
                 t = time.perf_counter()
-                core.ingest(sid, vals)
+                core.ingest(sid, vals, src.origin_ns())
                 per_value = max(time.perf_counter() - t, 1e-6) / len(vals)
                 chunks[sid] = max(1, min(CHUNK, int(TURN_BUDGET_S / per_value)))
 

@@ -248,11 +248,12 @@ class MetricsStore:
 
 
 def supported_percentiles(h: hg.Histogram) -> list:
-    """QUANTILES of ``h``, NaN for those its count cannot support: a q-percentile needs
-    at least 1 / (1 - q) messages (100 for p99, 10,000 for p99.99), else it would be
-    the maximum under another name."""
+    """QUANTILES of ``h``, NaN for those its count cannot support: a q-percentile above
+    the median needs at least 1 / (1 - q) messages (100 for p99, 10,000 for p99.99),
+    else it would be the maximum under another name (the median of one is that one)."""
     values = hg.percentiles(h, QUANTILES)
-    return [v if h.count * (1 - q) >= 1 - 1e-9 else math.nan for q, v in zip(QUANTILES, values)]
+    return [v if q <= 0.5 or h.count * (1 - q) >= 1 - 1e-9 else math.nan
+            for q, v in zip(QUANTILES, values)]
 
 
 def format_ns(ns: float) -> str:
