@@ -1,5 +1,7 @@
 """Checkpoint cost: time to checkpoint 100,000 keys of state, recovery time after a
-kill -9, and throughput with a checkpoint every second vs none (same run).
+kill -9 (and how it changes with the stream's position: a list seeks by index, a
+generator factory replays), and throughput with a checkpoint every second vs none
+(same run).
 
     .venv/bin/python bench/checkpoints.py [--events N] [--keys K]
 """
@@ -35,7 +37,7 @@ def add(e, st):
 
 def pipeline(events: list) -> w.Pipeline:
     return (w.source("sum", w.IterableSourceConfig("events", events))
-            .key_by(lambda e: e[0]).to(add).to_sink(w.CollectorSinkConfig()))
+            .key_by(lambda e: e[0]).to(add).to_sink(w.CollectorSinkConfig(keep=None)))
 
 
 def throughput(events: list, resilience: bool, workers: int) -> tuple:
@@ -48,7 +50,8 @@ def throughput(events: list, resilience: bool, workers: int) -> tuple:
             app.wait(timeout=600)
             dt = time.perf_counter() - t
             assert len(app.results()) == len(events)
-            return len(events) / dt, list(app._driver.checkpoint_times)
+            epochs = app._driver.epochs
+            return len(events) / dt, list(epochs.times) if epochs else []
 
 
 def checkpoint_and_recovery(keys: int, workers: int) -> tuple:
@@ -77,16 +80,50 @@ def checkpoint_and_recovery(keys: int, workers: int) -> tuple:
             return times, size, recovery
 
 
+def recovery_at(source: w.SourceConfig, workers: int, position: int) -> float:
+    """Seconds from kill -9 of a worker to every worker restored, once the source has
+    read ``position`` messages."""
+    p = (w.source("sum", source).key_by(lambda e: e[0]).to(add)
+         .to_sink(w.CollectorSinkConfig(keep=1000)))
+    with tempfile.TemporaryDirectory() as d:
+        with w.run(p, workers=workers, resilience=True, checkpoint_dir=d,
+                   checkpoint_interval=0.2) as app:
+            app._driver.ready.wait(60)
+            while app.status().get("events_in", 0) < position:
+                time.sleep(0.02)
+            target = app._driver.checkpoint_now()  # a checkpoint at this position
+            app._driver.wait_committed(target, 60)
+            gen = app._driver.generation
+            t = time.perf_counter()
+            os.kill(app.pids[0], signal.SIGKILL)
+            while app._driver.generation == gen or not app._driver.ready.is_set():
+                time.sleep(0.001)
+            return time.perf_counter() - t
+
+
+def recovery_by_position(n: int, workers: int) -> None:
+    events = [(f"key{i % 10_000}", 1) for i in range(n)]
+    print(f"recovery after kill -9 at an early and a late position ({n:,}-message source):")
+    for name, cfg in (("list (seeks by index)", w.IterableSourceConfig("events", events)),
+                      ("factory (replays)", w.IterableSourceConfig("events", lambda: iter(events)))):
+        early = recovery_at(cfg, workers, n // 20)
+        late = recovery_at(cfg, workers, n * 8 // 10)
+        print(f"  {name:24} at {n // 20:>10,}: {early:.2f} s   at {n * 8 // 10:>10,}: {late:.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--keys", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--position-events", type=int, default=5_000_000,
+                    help="length of the source for recovery at early and late positions")
     a = ap.parse_args()
     times, size, recovery = checkpoint_and_recovery(a.keys, a.workers)
     print(f"checkpoint of {a.keys:,} keys on {a.workers} workers: median "
           f"{statistics.median(times) * 1000:.0f} ms (barrier to commit; {size / 1e6:.1f} MB on disk)")
     print(f"recovery after kill -9 of a worker (detect, restart all, restore): {recovery:.2f} s")
+    recovery_by_position(a.position_events, a.workers)
     rnd = random.Random(1)
     events = [(f"key{rnd.randrange(10_000)}", 1) for _ in range(a.events)]
     off, _ = throughput(events, False, a.workers)

@@ -12,7 +12,9 @@
 #       --kafka_sink_topic alerts --kafka_sink_brokers 127.0.0.1:9092
 #
 # A window fires once the stream's event time has passed its end (plus the
-# --delay-ms this application takes, default 0).
+# --delay-ms this application takes, default 0, rounded up to whole slides as
+# Wallaroo does). As in Wallaroo, each user's windows start at that user's first
+# transaction (plus multiples of the slide).
 # Ctrl-C stops the app.
 
 import argparse

@@ -34,14 +34,14 @@ from .connectors.memory import (
     IterableSourceConfig,
 )
 from .connectors.tcp import TCPSinkConfig, TCPSourceConfig
-from .windows import Aggregation, count_windows, event_windows, range_windows
+from .errors import StepError, StepTimeout, WorkerFailure
+from .windows import Aggregation, count_windows, event_windows, range_windows, session_windows
 
 # The driver side (processes, pandas, metrics store) loads on first use: workers
 # import this package too and must start fast and small.
 _LAZY = {
-    "App": "wallaroo_nb.cluster.app", "StepError": "wallaroo_nb.cluster.app",
+    "App": "wallaroo_nb.cluster.app",
     "run": "wallaroo_nb.cluster.app", "running_apps": "wallaroo_nb.cluster.app",
-    "WorkerFailure": "wallaroo_nb.cluster.driver",
     "tcp_parse_input_addrs": "wallaroo_nb.compat", "tcp_parse_output_addrs": "wallaroo_nb.compat",
     "DefaultKafkaSourceCLIParser": "wallaroo_nb.compat",
     "DefaultKafkaSinkCLIParser": "wallaroo_nb.compat",
@@ -73,13 +73,13 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "Aggregation", "count_windows", "event_windows", "range_windows",
+    "Aggregation", "count_windows", "event_windows", "range_windows", "session_windows",
     "App", "Application", "BuildError", "CallbackSinkConfig", "CollectorSinkConfig",
     "KafkaSinkConfig", "KafkaSourceConfig", "TCPSinkConfig", "TCPSourceConfig",
     "tcp_parse_input_addrs", "tcp_parse_output_addrs", "DefaultKafkaSourceCLIParser",
     "DefaultKafkaSinkCLIParser", "CustomKafkaSourceCLIParser", "CustomKafkaSinkCLIParser",
     "DataFrameSourceConfig", "GenSourceConfig", "IterableSourceConfig", "Pipeline", "Sink",
-    "SinkConfig", "Source", "SourceConfig", "StepError", "WorkerFailure", "build_application",
+    "SinkConfig", "Source", "SourceConfig", "StepError", "StepTimeout", "WorkerFailure", "build_application",
     "computation", "computation_multi", "decoder", "encoder", "hours", "key_extractor",
     "microseconds", "milliseconds", "minutes", "nanoseconds", "run", "running_apps", "seconds",
     "source", "state_computation", "state_computation_multi",

@@ -7,20 +7,24 @@ here, at build time, with messages that name the step and the fix.
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .connectors.base import SinkConfig, SourceConfig
+from .errors import BuildError
+from .plan import KINDS, Plan, StepKind, compile_plan
+from .signatures import accepts
+from .units import hours, microseconds, milliseconds, minutes, nanoseconds, seconds
 
-# time units (Wallaroo's helpers: integer nanoseconds, rounded) live with the windows
-from .windows import hours, microseconds, milliseconds, minutes, nanoseconds, seconds  # noqa: F401
+Application = Plan  # what build_application returns
+__all__ = [
+    "Application", "BuildError", "Pipeline", "build_application", "computation",
+    "computation_multi", "decoder", "encoder", "hours", "key_extractor", "microseconds",
+    "milliseconds", "minutes", "nanoseconds", "seconds", "source", "state_computation",
+    "state_computation_multi",
+]
 
 # -- decorators ----------------------------------------------------------------
-
-
-class BuildError(ValueError):
-    """An application that cannot run; the message names the step and the fix."""
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,10 @@ class Computation:
 
     name: str
     fn: Callable
-    kind: str  # "map", "multi", "state", "state_multi"
+    kind: StepKind
     state: Optional[type] = None
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Any:
         return self.fn(*args)
 
 
@@ -41,7 +45,7 @@ class KeyExtractor:
     fn: Callable
     name: str
 
-    def __call__(self, data):
+    def __call__(self, data: Any) -> Any:
         return self.fn(data)
 
 
@@ -51,7 +55,7 @@ class Decoder:
     header_length: int = 4
     length_fmt: str = ">I"
 
-    def __call__(self, payload: bytes):
+    def __call__(self, payload: bytes) -> Any:
         return self.fn(payload)
 
 
@@ -59,26 +63,14 @@ class Decoder:
 class Encoder:
     fn: Callable
 
-    def __call__(self, data):
+    def __call__(self, data: Any) -> Any:
         return self.fn(data)
-
-
-def _positional_arity_ok(fn: Callable, n: int) -> bool:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins without a signature: trust the user
-        return True
-    try:
-        sig.bind(*range(n))
-    except TypeError:
-        return False
-    return True
 
 
 def _check_arity(fn: Callable, n: int, what: str, name: str, shape: str) -> None:
     if not callable(fn):
         raise BuildError(f"@{what}({name!r}) must decorate a function, got {type(fn).__name__}")
-    if not _positional_arity_ok(fn, n):
+    if not accepts(fn, n):
         raise BuildError(
             f"@{what}({name!r}): {getattr(fn, '__name__', fn)!s} must take {n} "
             f"argument{'s' if n != 1 else ''}: {shape}"
@@ -106,50 +98,39 @@ def _decorator_name(name: Any, what: str) -> str:
     return name
 
 
-def computation(name: str) -> Callable[[Callable], Computation]:
-    """``f(data) -> output | None``: a stateless step; None filters the message out."""
-    name = _decorator_name(name, "computation")
+def _step_decorator(kind: StepKind, name: Any, state: Any = None) -> Callable[[Callable], Computation]:
+    """The decorator of a computation of ``kind``: checks the name, the state class
+    and the function's arity once, when applied."""
+    info = KINDS[kind]
+    name = _decorator_name(name, info.decorator)
+    if info.holds_state:
+        _check_state_class(state, name, info.decorator)
 
     def wrap(fn: Callable) -> Computation:
-        _check_arity(fn, 1, "computation", name, "f(data)")
-        return Computation(name, fn, "map")
+        _check_arity(fn, info.arity, info.decorator, name, info.shape)
+        return Computation(name, fn, kind, state if info.holds_state else None)
 
     return wrap
+
+
+def computation(name: str) -> Callable[[Callable], Computation]:
+    """``f(data) -> output | None``: a stateless step; None filters the message out."""
+    return _step_decorator(StepKind.MAP, name)
 
 
 def computation_multi(name: str) -> Callable[[Callable], Computation]:
     """``f(data) -> list | None``: each item of the list becomes a message."""
-    name = _decorator_name(name, "computation_multi")
-
-    def wrap(fn: Callable) -> Computation:
-        _check_arity(fn, 1, "computation_multi", name, "f(data)")
-        return Computation(name, fn, "multi")
-
-    return wrap
+    return _step_decorator(StepKind.MULTI, name)
 
 
 def state_computation(name: str, state: type) -> Callable[[Callable], Computation]:
     """``f(data, state) -> output | None``; ``state()`` is made once per key, lazily."""
-    name = _decorator_name(name, "state_computation")
-    _check_state_class(state, name, "state_computation")
-
-    def wrap(fn: Callable) -> Computation:
-        _check_arity(fn, 2, "state_computation", name, "f(data, state)")
-        return Computation(name, fn, "state", state)
-
-    return wrap
+    return _step_decorator(StepKind.STATE, name, state)
 
 
 def state_computation_multi(name: str, state: type) -> Callable[[Callable], Computation]:
     """``f(data, state) -> list | None``; like state_computation, many outputs."""
-    name = _decorator_name(name, "state_computation_multi")
-    _check_state_class(state, name, "state_computation_multi")
-
-    def wrap(fn: Callable) -> Computation:
-        _check_arity(fn, 2, "state_computation_multi", name, "f(data, state)")
-        return Computation(name, fn, "state_multi", state)
-
-    return wrap
+    return _step_decorator(StepKind.STATE_MULTI, name, state)
 
 
 def key_extractor(fn: Callable) -> KeyExtractor:
@@ -246,8 +227,18 @@ class Pipeline:
                     f"sink {c.name!r} runs in the driver (to_driver = True) but neither collects "
                     f"nor has a function fn(batch) to call: set collects = True or give it fn"
                 )
-            c.check()
+            _check_config(c)
         return Pipeline(Node("sink", (self.node,), config=tuple(configs)))
+
+
+def _check_config(config: Any) -> None:
+    """A connector config's own check; its ValueError is a build mistake."""
+    try:
+        config.check()
+    except BuildError:
+        raise
+    except ValueError as e:
+        raise BuildError(str(e)) from e
 
 
 def source(name: str, config: SourceConfig) -> Pipeline:
@@ -259,20 +250,13 @@ def source(name: str, config: SourceConfig) -> Pipeline:
             f"source({name!r}, ...) takes a source config (IterableSourceConfig, TCPSourceConfig, "
             f"...), got {config!r}"
         )
-    config.check()
+    _check_config(config)
     return Pipeline(Node("source", (), source_name=name, config=config))
 
 
-@dataclass(frozen=True, eq=False)
-class Application:
-    """What build_application returns and run() accepts."""
-
-    name: str
-    ends: tuple = field(default=())  # sink nodes
-
-
-def build_application(name: str, *pipelines: Pipeline) -> Application:
-    """Check the pipelines end in sinks and bundle them; errors name the fix."""
+def build_application(name: str, *pipelines: Pipeline) -> Plan:
+    """Check the pipelines end in sinks and compile them into the Plan ``run`` ships
+    to the workers; every mistake raises BuildError naming the step and the fix."""
     if not pipelines:
         raise BuildError(f"build_application({name!r}) needs a pipeline")
     for p in pipelines:
@@ -283,8 +267,4 @@ def build_application(name: str, *pipelines: Pipeline) -> Application:
                 f"application {name!r}: the pipeline does not end in a sink; add "
                 ".to_sink(CollectorSinkConfig()) (or another sink) at the end"
             )
-    app = Application(name, tuple(p.node for p in pipelines))
-    from .plan import make_plan  # validates the whole graph now, not at run time
-
-    make_plan(app)
-    return app
+    return compile_plan(name, tuple(p.node for p in pipelines))

@@ -1,17 +1,21 @@
-"""Wallaroo 0.6's helper functions for application modules, on wallaroo_nb's connectors.
+"""Wallaroo's helper functions for application modules, on wallaroo_nb's connectors,
+and the ``wallaroo`` alias that gives a module Wallaroo's whole API (compat_api.py,
+compat_experimental.py).
 
 An application module calls these from ``application_setup(args)``:
 ``tcp_parse_input_addrs`` / ``tcp_parse_output_addrs`` read ``--in`` / ``--out``,
 and the Kafka CLI parsers build Kafka source and sink configs from
 ``--kafka_source_*`` / ``--kafka_sink_*`` options. As in Wallaroo, parsing uses
 ``parse_known_args``, so other options in ``args`` are left alone, and ports come
-back as strings.
+back as strings. Where Wallaroo's two API generations return different shapes and
+the call cannot tell which is meant (``kafka_parse_*``), the head's is the default;
+``set_generation("0.6")`` (``wallaroo-nb run --wallaroo-api 0.6``) picks 0.6's.
 
 The ``Default...`` parsers take no args: in Wallaroo the runtime read its own
 command line. Here the runner hands the application's args to ``set_app_args``
 before calling ``application_setup``; without that they read ``sys.argv[1:]``.
 
-``install_alias()`` makes ``import wallaroo`` resolve to wallaroo_nb's Wallaroo 0.6
+``install_alias()`` makes ``import wallaroo`` resolve to wallaroo_nb's Wallaroo
 API in this process only (the runner and, through it, the workers call it): the
 name ``wallaroo`` on the package index belongs to an unrelated project.
 """
@@ -23,22 +27,19 @@ import sys
 import types
 from typing import Any, Optional
 
-from . import windows as _windows
 from .connectors.kafka import LOG_LEVELS, KafkaSinkConfig, KafkaSourceConfig
-from .connectors.tcp import TCPSourceConfig
 
 __all__ = [
     "CustomKafkaSinkCLIParser",
     "CustomKafkaSourceCLIParser",
     "DefaultKafkaSinkCLIParser",
     "DefaultKafkaSourceCLIParser",
-    "WallarooAggregation",
-    "WallarooTCPSourceConfig",
     "app_args",
     "install_alias",
     "kafka_parse_sink_options",
     "kafka_parse_source_options",
     "set_app_args",
+    "set_generation",
     "tcp_parse_input_addrs",
     "tcp_parse_output_addrs",
 ]
@@ -47,12 +48,28 @@ KAFKA_LOG_LEVELS = list(LOG_LEVELS)  # Wallaroo's names, librdkafka's levels in 
 DEFAULT_KAFKA_PORT = "9092"
 
 _app_args: Optional[list] = None
+GENERATIONS = ("head", "0.6")
+_generation = "head"
 
 
 def set_app_args(args: Optional[list]) -> None:
-    """Record the application's args for the Default Kafka parsers (the runner calls this)."""
+    """Record the application's args for the Default Kafka parsers and ``wallaroo._ARGS``
+    (the runner calls this)."""
     global _app_args
     _app_args = None if args is None else list(args)
+    mod = sys.modules.get(ALIAS)
+    if mod is not None and getattr(mod, "__wallaroo_nb_alias__", False):
+        mod._ARGS = tuple(app_args())
+
+
+def set_generation(generation: str) -> None:
+    """Which of Wallaroo's API generations decides the shapes that the call alone cannot
+    (``kafka_parse_*`` results): "head" (default) or "0.6" (0.6.0/0.6.1)."""
+    global _generation
+    if generation not in GENERATIONS:
+        raise ValueError(f"unknown Wallaroo API generation {generation!r}; use one of "
+                         f"{', '.join(GENERATIONS)}")
+    _generation = generation
 
 
 def app_args() -> list:
@@ -74,18 +91,17 @@ def _option(args: list, *flags: str, **kw: Any) -> Any:
 
 
 def tcp_parse_input_addrs(args: list) -> list:
-    """``--in name@host:port[,...]`` (or ``-i``) -> ``[(name, host, port), ...]``.
-
-    An entry without ``name@`` is named after its address.
-    """
+    """``--in`` (or ``-i``) as Wallaroo parses it, entry by entry: ``host:port`` gives
+    ``(host, port)`` (0.6.0/0.6.1's form), ``name@host:port`` gives ``(name, host, port)``
+    (the head's form)."""
     value = _option(args, "-i", "--in")
     if not value:
-        raise ValueError("missing --in name@host:port[,name@host:port...]")
+        raise ValueError("missing --in host:port[,...] (or name@host:port[,...])")
     out = []
     for item in value.split(","):
-        name, _, addr = item.strip().rpartition("@")
+        name, at, addr = item.strip().rpartition("@")
         host, port = _host_port(addr, "--in")
-        out.append((name or f"{host}:{port}", host, port))
+        out.append((name, host, port) if at else (host, port))
     return out
 
 
@@ -113,37 +129,57 @@ def _kafka_broker(broker: str) -> tuple:
     return host, port or DEFAULT_KAFKA_PORT
 
 
-def _kafka_brokers(value: str, flag: str) -> list:
-    brokers = [_kafka_broker(b) for b in value.split(",") if b.strip()]
-    if not brokers:
-        raise ValueError(f"missing {flag} host[:port][,host[:port]...]")
-    return brokers
+def _kafka_source_options(args: list) -> dict:
+    return {
+        "name": _option(args, "--kafka_source_name", default=None),
+        "topic": _option(args, "--kafka_source_topic", default=""),
+        "brokers": [_kafka_broker(b) for b in
+                    _option(args, "--kafka_source_brokers", default="").split(",")],
+        "log_level": _option(args, "--kafka_source_log_level", default="Warn",
+                             choices=KAFKA_LOG_LEVELS),
+    }
+
+
+def _kafka_sink_options(args: list) -> dict:
+    return {
+        "topic": _option(args, "--kafka_sink_topic", default=""),
+        "brokers": [_kafka_broker(b) for b in
+                    _option(args, "--kafka_sink_brokers", default="").split(",")],
+        "log_level": _option(args, "--kafka_sink_log_level", default="Warn",
+                             choices=KAFKA_LOG_LEVELS),
+        "max_produce_buffer_ms": _option(args, "--kafka_sink_max_produce_buffer_ms", type=int,
+                                         default=0),
+        "max_message_size": _option(args, "--kafka_sink_max_message_size", type=int,
+                                    default=100000),
+    }
 
 
 def kafka_parse_source_options(args: list) -> tuple:
-    """``(topic, brokers, log_level, name)`` from ``--kafka_source_*`` options."""
-    topic = _option(args, "--kafka_source_topic", default="")
-    brokers = _option(args, "--kafka_source_brokers", default="")
-    log_level = _option(args, "--kafka_source_log_level", default="Warn",
-                        choices=KAFKA_LOG_LEVELS)
-    name = _option(args, "--kafka_source_name", default=None)
-    if not topic:
-        raise ValueError("missing --kafka_source_topic")
-    return topic, _kafka_brokers(brokers, "--kafka_source_brokers"), log_level, name
+    """Wallaroo's parse of ``--kafka_source_*``: ``(name, topic, brokers, log_level)``
+    (the head), or ``(topic, brokers, log_level)`` under ``set_generation("0.6")``."""
+    o = _kafka_source_options(args)
+    shape = (o["topic"], o["brokers"], o["log_level"])
+    return shape if _generation == "0.6" else (o["name"],) + shape
 
 
 def kafka_parse_sink_options(args: list) -> tuple:
-    """``(name, topic, brokers, log_level, max_produce_buffer_ms, max_message_size)``."""
-    topic = _option(args, "--kafka_sink_topic", default="")
-    brokers = _option(args, "--kafka_sink_brokers", default="")
-    log_level = _option(args, "--kafka_sink_log_level", default="Warn",
-                        choices=KAFKA_LOG_LEVELS)
-    buffer_ms = _option(args, "--kafka_sink_max_produce_buffer_ms", type=int, default=0)
-    max_size = _option(args, "--kafka_sink_max_message_size", type=int, default=100000)
-    if not topic:
-        raise ValueError("missing --kafka_sink_topic")
-    brokers = _kafka_brokers(brokers, "--kafka_sink_brokers")
-    return "", topic, brokers, log_level, buffer_ms, max_size
+    """Wallaroo's parse of ``--kafka_sink_*``: ``(name, topic, brokers, log_level,
+    max_produce_buffer_ms, max_message_size)`` (the head; name is ""), or without the
+    name under ``set_generation("0.6")``."""
+    o = _kafka_sink_options(args)
+    shape = (o["topic"], o["brokers"], o["log_level"], o["max_produce_buffer_ms"],
+             o["max_message_size"])
+    return shape if _generation == "0.6" else ("",) + shape
+
+
+def _checked(o: dict, side: str) -> dict:
+    """The options a Kafka config needs, or a ValueError naming the missing one."""
+    if not o["topic"]:
+        raise ValueError(f"missing --kafka_{side}_topic")
+    if not any(host for host, _ in o["brokers"]):
+        raise ValueError(f"missing --kafka_{side}_brokers host[:port][,host[:port]...]")
+    o["brokers"] = [(h, p) for h, p in o["brokers"] if h]
+    return o
 
 
 class CustomKafkaSourceCLIParser(KafkaSourceConfig):
@@ -153,18 +189,21 @@ class CustomKafkaSourceCLIParser(KafkaSourceConfig):
     then follow the messages' own clock instead of their ingest time."""
 
     def __init__(self, args: list, decoder: Any, event_time: Any = None) -> None:
-        topic, brokers, log_level, name = kafka_parse_source_options(args)
-        super().__init__(topic, brokers, decoder=decoder, name=name or "kafka_source",
-                         log_level=log_level, event_time=event_time)
+        o = _checked(_kafka_source_options(args), "source")
+        super().__init__(o["topic"], o["brokers"], decoder=decoder,
+                         name=o["name"] or "kafka_source", log_level=o["log_level"],
+                         event_time=event_time)
 
 
 class CustomKafkaSinkCLIParser(KafkaSinkConfig):
     """A Kafka sink configured from ``args`` (``--kafka_sink_topic`` etc.)."""
 
     def __init__(self, args: list, encoder: Any) -> None:
-        _, topic, brokers, log_level, buffer_ms, max_size = kafka_parse_sink_options(args)
-        super().__init__(topic, brokers, encoder, max_message_size=max_size,
-                         max_produce_buffer_ms=buffer_ms, log_level=log_level)
+        o = _checked(_kafka_sink_options(args), "sink")
+        super().__init__(o["topic"], o["brokers"], encoder,
+                         max_message_size=o["max_message_size"],
+                         max_produce_buffer_ms=o["max_produce_buffer_ms"],
+                         log_level=o["log_level"])
 
 
 class DefaultKafkaSourceCLIParser(CustomKafkaSourceCLIParser):
@@ -187,67 +226,78 @@ class DefaultKafkaSinkCLIParser(CustomKafkaSinkCLIParser):
 
 ALIAS = "wallaroo"
 
-# wallaroo_nb names that Wallaroo 0.6's module also has (the alias exposes only these,
-# plus the windows API below).
+# wallaroo_nb's own names that Wallaroo's module has under the same name and meaning
 WALLAROO_NAMES = (
+    "TCPSinkConfig", "KafkaSourceConfig", "KafkaSinkConfig",
+    "nanoseconds", "microseconds", "milliseconds", "seconds", "minutes", "hours",
+)
+# Wallaroo's names that compat_api provides
+COMPAT_NAMES = (
+    "WallarooParameterError", "serialize", "deserialize", "dt_to_timestamp", "Unbuffered",
+    "_validate_arity_compatability",
     "source", "build_application", "Pipeline",
     "computation", "computation_multi", "state_computation", "state_computation_multi",
     "key_extractor", "decoder", "encoder",
-    "TCPSinkConfig", "KafkaSourceConfig", "KafkaSinkConfig", "GenSourceConfig",
-    "tcp_parse_input_addrs", "tcp_parse_output_addrs",
-    "DefaultKafkaSourceCLIParser", "DefaultKafkaSinkCLIParser",
-    "CustomKafkaSourceCLIParser", "CustomKafkaSinkCLIParser",
-    "nanoseconds", "microseconds", "milliseconds", "seconds", "minutes", "hours",
+    "BaseWrapped", "Computation", "ComputationMulti", "StateComputation",
+    "StateComputationMulti", "KeyExtractor", "Encoder", "Decoder", "OctetDecoder",
+    "OctetEncoder", "ConnectorDecoder", "ConnectorEncoder", "Aggregation",
+    "TCPSourceConfig", "GenSourceConfig",
+    "range_windows", "count_windows", "RangeWindowsBuilder", "RangeWindows",
+    "CountWindowsBuilder", "CountWindows",
 )
-WINDOW_NAMES = ("range_windows", "count_windows")
-
-
-class WallarooTCPSourceConfig(TCPSourceConfig):
-    """``TCPSourceConfig(name, host, port, decoder)``, also taking Wallaroo's older
-    ``TCPSourceConfig(host, port, decoder)`` (then named ``host:port``)."""
-
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        if len(args) == 3 and callable(args[2]) and "decoder" not in kw:
-            host, port, dec = args
-            args = (f"{host}:{port}", host, port, dec)
-        super().__init__(*args, **kw)
-
-
-def _keep_acc(update: Any) -> Any:
-    def update_acc(self: Any, input: Any, acc: Any) -> Any:
-        out = update(self, input, acc)
-        return acc if out is None else out
-
-    update_acc.__name__ = getattr(update, "__name__", "update")
-    update_acc.__qualname__ = getattr(update, "__qualname__", "update")
-    update_acc.__wrapped__ = update
-    return update_acc
-
-
-class WallarooAggregation(_windows.Aggregation):
-    """Wallaroo's Aggregation: ``update(input, acc)`` may change ``acc`` in place
-    and return nothing, as Wallaroo's examples do; the accumulator is kept then."""
-
-    def __init_subclass__(cls, **kw: Any) -> None:
-        super().__init_subclass__(**kw)
-        update = cls.__dict__.get("update")
-        if callable(update) and not hasattr(update, "__wrapped__"):
-            cls.update = _keep_acc(update)
+# Wallaroo's names that this module provides
+PARSER_NAMES = (
+    "tcp_parse_input_addrs", "tcp_parse_output_addrs", "kafka_parse_source_options",
+    "kafka_parse_sink_options", "DefaultKafkaSourceCLIParser", "DefaultKafkaSinkCLIParser",
+    "CustomKafkaSourceCLIParser", "CustomKafkaSinkCLIParser",
+)
 
 
 def _alias_namespace() -> dict:
-    """What ``import wallaroo`` offers: Wallaroo 0.6's names, from wallaroo_nb."""
+    """What ``import wallaroo`` offers: Wallaroo's names, from wallaroo_nb."""
     import wallaroo_nb
 
+    from . import compat_api
+
     ns = {name: getattr(wallaroo_nb, name) for name in WALLAROO_NAMES}
-    ns["TCPSourceConfig"] = WallarooTCPSourceConfig
-    ns["Aggregation"] = WallarooAggregation
-    ns.update({name: getattr(_windows, name) for name in WINDOW_NAMES})
+    ns.update({name: getattr(compat_api, name) for name in COMPAT_NAMES})
+    ns.update({name: globals()[name] for name in PARSER_NAMES})
+    ns["_kafka_parse_broker"] = _kafka_broker
+    ns["_ARGS"] = tuple(app_args())
     return ns
 
 
+def _missing(name: str) -> Any:
+    """Module ``__getattr__`` of the alias: Wallaroo names not supported say so."""
+    from . import compat_api
+
+    if name in compat_api.UNSUPPORTED:
+        raise compat_api.unsupported(name, compat_api.UNSUPPORTED[name])
+    raise AttributeError(f"module 'wallaroo' (wallaroo_nb's Wallaroo API) has no attribute "
+                         f"{name!r}; wallaroo_nb's own API is `import wallaroo_nb`")
+
+
+def _experimental() -> types.ModuleType:
+    """``wallaroo.experimental`` and its submodules, registered in ``sys.modules``."""
+    from . import compat_experimental as ce
+
+    mod = types.ModuleType(ALIAS + ".experimental", ce.__doc__)
+    public = ("SourceConnectorConfig", "SinkConnectorConfig", "stream_message_decoder",
+              "stream_message_encoder", "octet_message_decoder", "octet_message_encoder",
+              "ConnectorError", "ProtocolError", "UnexpectedSocketError")
+    mod.__dict__.update({name: getattr(ce, name) for name in public})
+    mod.__getattr__ = ce.__getattr__  # type: ignore[method-assign]
+    mod.__path__ = []  # a package: its submodules import
+    for sub in ce.SUBMODULES:
+        sys.modules[f"{mod.__name__}.{sub}"] = submod = ce.client_module(sub)
+        setattr(mod, sub, submod)
+    sys.modules[mod.__name__] = mod
+    return mod
+
+
 def install_alias() -> types.ModuleType:
-    """Make ``import wallaroo`` give wallaroo_nb's Wallaroo 0.6 API in this process.
+    """Make ``import wallaroo`` (and ``import wallaroo.experimental``) give wallaroo_nb's
+    Wallaroo API in this process.
 
     Idempotent. Raises RuntimeError if another module named ``wallaroo`` is
     already imported (the unrelated package of that name, say)."""
@@ -258,9 +308,13 @@ def install_alias() -> types.ModuleType:
         raise RuntimeError(
             f"a different module named 'wallaroo' is already imported ({mod!r}); "
             "wallaroo_nb cannot make `import wallaroo` mean Wallaroo's API in this process")
-    mod = types.ModuleType(ALIAS, "Wallaroo 0.6's Python API, provided by wallaroo_nb.")
+    mod = types.ModuleType(ALIAS, "Wallaroo's Python API (0.6 and the development head), "
+                                  "provided by wallaroo_nb.")
     mod.__dict__.update(_alias_namespace())
     mod.__wallaroo_nb_alias__ = True
+    mod.__getattr__ = _missing  # type: ignore[method-assign]
+    mod.__path__ = []  # a package, so that `import wallaroo.experimental` works
     mod.__all__ = sorted(k for k in vars(mod) if not k.startswith("_"))
     sys.modules[ALIAS] = mod
+    mod.experimental = _experimental()
     return mod

@@ -4,8 +4,9 @@
         --out 127.0.0.1:7002 --workers 2
 
 The module imports ``wallaroo`` and defines ``application_setup(args)``, as it
-would for Wallaroo 0.6. ``import wallaroo`` resolves to wallaroo_nb's API (an
-alias made at run time, see ``compat.install_alias``); ``args`` is every argument
+would for Wallaroo (0.6.0/0.6.1 or the development head). ``import wallaroo``
+resolves to wallaroo_nb's API (an alias made at run time, see
+``compat.install_alias``); ``args`` is every argument
 after ``run``, so ``tcp_parse_input_addrs`` and the Kafka CLI parsers read them
 as in Wallaroo. The app runs until Ctrl-C / SIGTERM, or until every source is
 bounded and drained; a status line goes to stderr every few seconds, and every
@@ -64,15 +65,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                 "and ignored.")
     p.add_argument("--application-module", required=True, metavar="MODULE",
                    help="a module importable from the current directory, or a .py file")
-    p.add_argument("-i", "--in", dest="in_addrs", metavar="NAME@HOST:PORT[,...]",
-                   help="TCP inputs, read by the app with tcp_parse_input_addrs(args)")
+    p.add_argument("-i", "--in", dest="in_addrs", metavar="[NAME@]HOST:PORT[,...]",
+                   help="TCP inputs, read by the app with tcp_parse_input_addrs(args): "
+                        "host:port gives (host, port) pairs (Wallaroo 0.6), name@host:port "
+                        "gives (name, host, port) (Wallaroo's development head)")
     p.add_argument("-o", "--out", dest="out_addrs", metavar="HOST:PORT[,...]",
                    help="TCP outputs, read by the app with tcp_parse_output_addrs(args)")
     p.add_argument("-w", "--workers", "--worker-count", type=int, default=1, metavar="N",
                    help="worker processes (default 1)")
+    p.add_argument("--wallaroo-api", choices=compat.GENERATIONS, default="head",
+                   help="the Wallaroo API generation whose kafka_parse_* result shapes the "
+                        "module expects (default head; 0.6 for 0.6.0/0.6.1); every other "
+                        "difference is decided by the call itself")
     p.add_argument("--on-error", choices=("record", "stop"), default="record",
                    help="a computation that raises: record the error and go on (default), "
                         "or stop the app")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve the app's metrics for Prometheus at http://127.0.0.1:PORT/metrics")
     p.add_argument("--report", metavar="FILE",
                    help="write a standalone HTML latency report here at the end")
     p.add_argument("--status-interval", type=float, default=STATUS_INTERVAL_S, metavar="S",
@@ -347,13 +356,15 @@ def run_application(application: Any, args: argparse.Namespace, log: Log = _log)
             app = run(application, workers=args.workers, on_error=args.on_error,
                       resilience=resilience, checkpoint_dir=args.resilience_dir,
                       checkpoint_interval=args.time_between_checkpoints / 1e9,
-                      resume=args.resume)
+                      resume=args.resume, metrics_port=args.metrics_port)
         except Exception as e:
             log(f"wallaroo-nb run: cannot start the application: {type(e).__name__}: {e}")
             return 2
         try:
             log(f"running {app.name!r} on {app.workers} worker(s): "
                 f"pids {' '.join(str(p) for p in app.pids)}")
+            if app.metrics_url:
+                log(f"Prometheus metrics at {app.metrics_url}")
             code = supervise(app, stopper, StatusLine(args.status_interval, log),
                              Notices(log), log)
         finally:
@@ -376,6 +387,7 @@ def main(args: argparse.Namespace) -> int:
         _log(f"note: Wallaroo option(s) {', '.join(skipped)} mean nothing to wallaroo_nb "
              "and are ignored")
     app_args = list(getattr(args, "argv", None) or [])
+    compat.set_generation(getattr(args, "wallaroo_api", "head"))
     try:
         module = load_application(args.application_module)
         application = setup_application(module, app_args)

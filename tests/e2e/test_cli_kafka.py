@@ -41,11 +41,15 @@ def make_transactions(n: int, seed: int = 3) -> list:
 
 
 def windowed_alerts(transactions: list) -> dict:
-    """user -> the alerts of their windows, oldest window first."""
+    """user -> the alerts of their windows, oldest window first. Under `import wallaroo`
+    range windows align as Wallaroo's do: a user's windows start at their first
+    transaction's time (the watermark it sees is older), plus multiples of the slide."""
     totals: dict = {}
+    offsets: dict = {}
     for user, amount, ts in transactions:
-        k = ts // SLIDE_MS
-        while k * SLIDE_MS > ts - RANGE_MS:  # every window [k*slide, k*slide + range) with ts
+        off = offsets.setdefault(user, ts % SLIDE_MS)
+        k = (ts - off) // SLIDE_MS
+        while k * SLIDE_MS + off > ts - RANGE_MS:  # every window [k*slide + off, + range) with ts
             totals.setdefault((user, k), 0)
             totals[(user, k)] += amount
             k -= 1

@@ -209,7 +209,7 @@ FAULTY_APP = textwrap.dedent('''
         n = int(args[args.index("--count") + 1])
         p = (wallaroo.source("numbers", wallaroo.GenSourceConfig(Counter(), limit=n))
              .to(invert)
-             .to_sink(wallaroo_nb.CollectorSinkConfig()))
+             .to_sink(wallaroo_nb.CollectorSinkConfig(keep=None)))
         return wallaroo.build_application("faulty", p)
 ''')
 

@@ -28,10 +28,10 @@ def wait_until(cond, timeout: float, step: float = 0.002) -> bool:
 
 def crash_during_checkpoint(app, rnd: random.Random) -> str:
     d = app._driver
-    if not wait_until(lambda: d.in_flight is not None, 10):
+    if not wait_until(lambda: d.epochs.in_flight is not None, 10):
         return "no checkpoint came"
     kill(rnd.choice(d.pids))
-    return f"killed during checkpoint {d.in_flight}"
+    return f"killed during checkpoint {d.epochs.in_flight}"
 
 
 def crash_during_recovery(app, rnd: random.Random) -> str:

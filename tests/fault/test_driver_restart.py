@@ -37,7 +37,7 @@ APP = textwrap.dedent('''
 
     def pipeline(rate):
         return (w.source("sums", w.IterableSourceConfig("events", events, rate=rate))
-                .key_by(lambda e: e[0]).to(running_sum).to_sink(w.CollectorSinkConfig()))
+                .key_by(lambda e: e[0]).to(running_sum).to_sink(w.CollectorSinkConfig(keep=None)))
 ''')
 
 FIRST = APP + textwrap.dedent('''
@@ -144,7 +144,7 @@ def test_checksum_mismatch_is_detected(tmp_path):
 
 
 def test_resume_needs_a_directory():
-    p = w.source("s", w.IterableSourceConfig("x", [1])).to_sink(w.CollectorSinkConfig())
+    p = w.source("s", w.IterableSourceConfig("x", [1])).to_sink(w.CollectorSinkConfig(keep=None))
     try:
         w.run(p, resume=True)
     except ValueError as e:

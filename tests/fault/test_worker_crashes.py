@@ -26,7 +26,7 @@ def events():
 @pytest.mark.parametrize("workers,seed", [(2, 1), (3, 2)])
 def test_running_sum_survives_repeated_kills(start, tmp_path, workers, seed):
     p = (w.source("sums", w.IterableSourceConfig("events", events, rate=200_000))
-         .key_by(first).to(running_sum).to_sink(w.CollectorSinkConfig()))
+         .key_by(first).to(running_sum).to_sink(w.CollectorSinkConfig(keep=None)))
     app = start(p, workers=workers, resilience=True, checkpoint_dir=str(tmp_path),
                 checkpoint_interval=0.25)
     log = run_crashes(app, seed)
@@ -83,7 +83,7 @@ def test_windowed_sum_survives_repeated_kills(start, tmp_path, workers, seed):
     spec = range_windows(size).over(WindowSum)
     p = (w.source("windows", w.IterableSourceConfig("events", timed_events, rate=200_000,
                                                     event_time=lambda e: e[2]))
-         .key_by(first).to(spec).to_sink(w.CollectorSinkConfig()))
+         .key_by(first).to(spec).to_sink(w.CollectorSinkConfig(keep=None)))
     app = start(p, workers=workers, resilience=True, checkpoint_dir=str(tmp_path),
                 checkpoint_interval=0.25)
     log = run_crashes(app, seed)

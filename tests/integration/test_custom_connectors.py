@@ -54,7 +54,7 @@ def test_file_source_and_jsonl_sink(start, tmp_path):
     events = write_lines(tmp_path / "in.txt", 5000)
     p = (w.source("file", FileSourceConfig("lines", str(tmp_path / "in.txt")))
          .to(parse).key_by(lambda e: e[0]).to(running_sum)
-         .to_sinks([w.CollectorSinkConfig(), JSONLinesSinkConfig(str(tmp_path / "out-{worker}.jsonl"))]))
+         .to_sinks([w.CollectorSinkConfig(keep=None), JSONLinesSinkConfig(str(tmp_path / "out-{worker}.jsonl"))]))
     app = start(p, workers=2)
     app.wait(timeout=60)
     assert per_key(app.results()) == expected(events)
@@ -68,7 +68,7 @@ def test_file_source_and_jsonl_sink(start, tmp_path):
 def test_file_source_replays_by_offset_after_kills(start, tmp_path):
     events = write_lines(tmp_path / "in.txt", 200_000)
     p = (w.source("file", FileSourceConfig("lines", str(tmp_path / "in.txt")))
-         .to(parse).key_by(lambda e: e[0]).to(running_sum).to_sink(w.CollectorSinkConfig()))
+         .to(parse).key_by(lambda e: e[0]).to(running_sum).to_sink(w.CollectorSinkConfig(keep=None)))
     app = start(p, workers=2, resilience=True, checkpoint_dir=str(tmp_path / "ckpt"),
                 checkpoint_interval=0.1)
     log = run_crashes(app, seed=5, crashes=2, gap=(0.05, 0.2))
@@ -83,7 +83,7 @@ def test_async_generator_source(start):
                 await asyncio.sleep(0.01)
             yield i
 
-    p = w.source("async", AsyncGenSourceConfig("ticks", ticks)).to_sink(w.CollectorSinkConfig())
+    p = w.source("async", AsyncGenSourceConfig("ticks", ticks)).to_sink(w.CollectorSinkConfig(keep=None))
     app = start(p, workers=1)
     app.wait(timeout=30)
     assert app.results() == list(range(300))

@@ -214,3 +214,30 @@ def test_stop_is_idempotent_and_leaves_no_process(start):
     assert not app.running
     assert not any(pid_alive(p) for p in pids)
     assert len(app.results()) > 0  # results outlive the workers
+
+
+def test_none_items_of_a_multi_list_are_dropped_and_counted(start):
+    """As in Wallaroo, a ``*_multi`` computation's list may hold None: those items
+    are no messages (counted as filtered), the others go on in order."""
+    @w.computation_multi("halves")
+    def halves(x):
+        return [x, None, x + 0.5] if x % 2 else [None]
+
+    class Seen:
+        def __init__(self):
+            self.n = 0
+
+    @w.state_computation_multi("tag", state=Seen)
+    def tag(x, seen):
+        seen.n += 1
+        return [None, (x, seen.n)]
+
+    p = (w.source("p", w.IterableSourceConfig("s", range(6))).to(halves)
+         .key_by(lambda x: int(x)).to(tag).to_sink(w.CollectorSinkConfig()))
+    app = start(p, workers=2)
+    app.wait(timeout=30)
+    assert sorted(app.results()) == [(1, 1), (1.5, 2), (3, 1), (3.5, 2), (5, 1), (5.5, 2)]
+    app.stop()
+    df = app.metrics_counters()
+    filtered = df[(df.event == "filtered") & (df.worker == "all")].set_index("name")["count"]
+    assert filtered.to_dict() == {"halves": 6, "tag": 6}

@@ -8,6 +8,7 @@ is reported between 2 and 3 ms at p50.
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -104,6 +105,7 @@ def test_three_categories_with_exact_counts_per_worker(start):
         assert "all" in set(df[df.category == category].worker), category
     for _, r in df.iterrows():
         values = [r["min_us"], *(r[c] for c in PCT_COLUMNS), r["max_us"]]
+        values = [v for v in values if not math.isnan(v)]  # NaN: too few messages to say
         assert values == sorted(values), f"percentiles out of order in\n{r}"
         assert r["min_us"] >= 0 and r["rate_5m"] > 0
 
@@ -144,8 +146,10 @@ def test_filtered_and_error_counters(start):
         ("computation", "no tens", "all", "filtered"): 0,
     })
     assert len(app.errors()) == n // 10
+    # every message finishes once: filtered, raised or at the sink
     wait_for_counts(app, {("computation", "keep even", "all"): n,
-                          ("pipeline", "nums", "all"): n // 2 - n // 10})
+                          ("pipeline", "nums", "all"): n,
+                          ("sink", "collector", "all"): n // 2 - n // 10})
 
 
 def test_calls_that_raise_are_timed_too(start):

@@ -127,8 +127,8 @@ def test_fast_source_is_slowed_by_a_slow_step(start):
     app._driver.ready.wait(30)
     time.sleep(3)
     st = app._driver.call("status")
-    read = sum(n for s in st for _d, n in s["sources"].values())
-    processed = sum(s["filtered"].get("slow", 0) for s in st)
+    read = sum(src.count for s in st for src in s.sources.values())
+    processed = sum(s.filtered.get("slow", 0) for s in st)
     # unthrottled, the generator alone would read millions in 3 s; queues are bounded by
     # (outbox + send HWM + receive HWM) frames of at most 1024 events each
     assert processed > 1000

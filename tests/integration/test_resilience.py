@@ -17,7 +17,7 @@ def test_wait_returns_with_every_result_released(start, tmp_path, rep):
     # the delivery of its results (a race seen with large final epochs)
     events = [(f"k{i % 1000}", 1) for i in range(300_000)]
     p = (w.source("s", w.IterableSourceConfig("e", events)).key_by(lambda e: e[0])
-         .to(running_sum).to_sink(w.CollectorSinkConfig()))
+         .to(running_sum).to_sink(w.CollectorSinkConfig(keep=None)))
     app = start(p, workers=2, resilience=True, checkpoint_dir=str(tmp_path),
                 checkpoint_interval=0.05 + 0.1 * rep)
     app.wait(timeout=120)
@@ -27,7 +27,7 @@ def test_wait_returns_with_every_result_released(start, tmp_path, rep):
 def test_checkpoint_files_are_checksummed_and_old_epochs_collected(start, tmp_path):
     events = [(f"k{i % 50}", 1) for i in range(50_000)]
     p = (w.source("s", w.IterableSourceConfig("e", events, rate=50_000)).key_by(lambda e: e[0])
-         .to(running_sum).to_sink(w.CollectorSinkConfig()))
+         .to(running_sum).to_sink(w.CollectorSinkConfig(keep=None)))
     app = start(p, workers=2, resilience=True, checkpoint_dir=str(tmp_path),
                 checkpoint_interval=0.1)
     app.wait(timeout=60)
@@ -44,7 +44,7 @@ def test_unreplayable_source_warns_under_resilience(tmp_path):
     from wallaroo_nb.connectors.tcp import TCPSourceConfig
 
     p = w.source("t", TCPSourceConfig("in", "127.0.0.1", 0, lambda b: b)).to_sink(
-        w.CollectorSinkConfig())
+        w.CollectorSinkConfig(keep=None))
     with pytest.warns(UserWarning, match="cannot replay"):
         app = w.run(p, workers=1, resilience=True, checkpoint_dir=str(tmp_path))
     app.stop()

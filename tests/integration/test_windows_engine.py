@@ -8,12 +8,15 @@ source read before it", so the model is fed ("w", max of the earlier event times
 before each message. Outputs must equal the model's per key and in order, and the
 late/dropped counts must reach app.metrics_counters().
 
+Session windows: the same, against the session model.
+
 Count and event windows, triggers (from the notebook and from the stream), update
 errors and the end of the stream are checked on 2 workers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -27,7 +30,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from window_model import count_model, event_model, range_model  # noqa: E402
+from window_model import count_model, event_model, range_model, session_model  # noqa: E402
 
 import wallaroo_nb as w  # noqa: E402
 from wallaroo_nb.windows import (  # noqa: E402
@@ -35,6 +38,7 @@ from wallaroo_nb.windows import (  # noqa: E402
     count_windows,
     event_windows,
     range_windows,
+    session_windows,
 )
 
 SETTINGS = settings(max_examples=8, deadline=None,
@@ -64,13 +68,15 @@ class Gather(Aggregation):
         return (self.label, key, window.start, window.end, acc)
 
 
-# (label, range, slide, delay, late-data policy): tumbling, sliding and delayed
+# (label, range, slide, delay, late-data policy, alignment): tumbling, sliding and
+# delayed, aligned to the epoch; two aligned to each key's first message (Wallaroo's way)
 RANGE_CONFIGS = [
-    (f"{shape} {policy}", r, s, d, policy)
+    (f"{shape} {policy}", r, s, d, policy, "epoch")
     for shape, r, s, d in [("tumbling", 10, 10, 0), ("sliding", 10, 4, 0),
                            ("delayed", 10, 10, 7), ("sliding-delayed", 9, 3, 5)]
     for policy in ("drop", "fire_per_message", "place_in_oldest_window")
-]
+] + [("key-aligned tumbling", 10, 10, 0, "drop", "key"),
+     ("key-aligned sliding", 9, 3, 3, "place-in-oldest-window", "key")]
 
 
 @st.composite
@@ -130,9 +136,10 @@ def wait_counters(app, expected, timeout=5.0):
 
 def range_app(stream):
     pipes = []
-    for i, (label, r, s, d, policy) in enumerate(RANGE_CONFIGS):
-        spec = (range_windows(r).with_slide(s).with_delay(d).with_late_data_policy(policy)
-                .over(Gather(label)))
+    for i, (label, r, s, d, policy, align) in enumerate(RANGE_CONFIGS):
+        spec = dataclasses.replace(range_windows(r).with_slide(s).with_delay(d)
+                                   .with_late_data_policy(policy).over(Gather(label)),
+                                   align=align)
         src = w.IterableSourceConfig(f"events {i}", stream, event_time=lambda e: e[2])
         pipes.append(w.source(label, src).key_by(lambda e: e[0]).to(spec)
                      .to_sink(w.CollectorSinkConfig()))
@@ -147,14 +154,46 @@ def test_range_windows_match_the_model(start, workers, stream):
     app.wait(timeout=TIMEOUT)
     got = by_label_and_key(app.results())
     expected_counts = {}
-    for label, r, s, d, policy in RANGE_CONFIGS:
-        fired, late, dropped = range_model(model_events(stream), r, s, d, policy)
+    for label, r, s, d, policy, align in RANGE_CONFIGS:
+        fired, late, dropped = range_model(model_events(stream), r, s, d, policy, align=align)
         assert dict(got[label]) == model_by_key(fired), label
         expected_counts[label] = {"late": late, "dropped": dropped}
     wait_counters(app, expected_counts)
     app.stop()  # workers send their last counters as they stop
     seen = {label: counters(app, label) for label in expected_counts}
     assert seen == expected_counts
+
+
+# (label, gap, late-data policy)
+SESSION_CONFIGS = [(f"session {gap} {policy}", gap, policy)
+                   for gap in (3, 8) for policy in ("drop", "fire-per-message",
+                                                    "place-in-oldest-window")]
+
+
+def session_app(stream):
+    pipes = []
+    for i, (label, gap, policy) in enumerate(SESSION_CONFIGS):
+        spec = session_windows(gap).with_late_data_policy(policy).over(Gather(label))
+        src = w.IterableSourceConfig(f"events {i}", stream, event_time=lambda e: e[2])
+        pipes.append(w.source(label, src).key_by(lambda e: e[0]).to(spec)
+                     .to_sink(w.CollectorSinkConfig()))
+    return w.build_application("session windows", *pipes)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@SETTINGS
+@given(stream=streams())
+def test_session_windows_match_the_model(start, workers, stream):
+    app = start(session_app(stream), workers=workers)
+    app.wait(timeout=TIMEOUT)
+    got = by_label_and_key(app.results())
+    expected_counts = {}
+    for label, gap, policy in SESSION_CONFIGS:
+        fired, late, dropped = session_model(model_events(stream), gap, policy)
+        assert dict(got[label]) == model_by_key(fired), label
+        expected_counts[label] = {"late": late, "dropped": dropped}
+    app.stop()  # workers send their last counters as they stop
+    assert {label: counters(app, label) for label in expected_counts} == expected_counts
 
 
 def test_late_counts_on_a_fixed_stream(start):

@@ -153,10 +153,10 @@ def test_nbval_fails_a_notebook_that_leaves_an_app_running(tmp_path):
     assert result.returncode != 0, result.stdout[-3000:]
     assert "still ran after the last cell" in result.stdout, result.stdout[-3000:]
     assert "1 passed, 1 error" in result.stdout, result.stdout[-3000:]
-    workers = []  # of this checkout's interpreter: other checkouts may run tests meanwhile
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = p.info["cmdline"] or []
-        if p.pid not in before and cmd[:1] == [sys.executable] and "wallaroo_nb.engine.worker" in cmd:
+    workers = []  # this run's: new, and started in its directory (other runs may be going)
+    for p in psutil.process_iter(["pid", "cmdline", "cwd"]):
+        if (p.pid not in before and p.info["cwd"] == str(tmp_path)
+                and "wallaroo_nb.engine.worker" in " ".join(p.info["cmdline"] or [])):
             workers.append(p.pid)
     assert not workers, f"workers {workers} outlived the nbval run"
 

@@ -22,9 +22,12 @@ def test_input_addrs_with_names_and_other_args_around():
         ("Celsius", "127.0.0.1", "7000"), ("Other", "localhost", "7001")]
 
 
-def test_input_addr_without_name_is_named_after_it():
-    assert compat.tcp_parse_input_addrs(["-i", "127.0.0.1:7000"]) == [
-        ("127.0.0.1:7000", "127.0.0.1", "7000")]
+def test_input_addrs_without_names_are_pairs_as_in_wallaroo_0_6():
+    assert compat.tcp_parse_input_addrs(["-i", "127.0.0.1:7000"]) == [("127.0.0.1", "7000")]
+    assert compat.tcp_parse_input_addrs(["--in", "h1:1,h2:2"]) == [("h1", "1"), ("h2", "2")]
+    # entry by entry, as Wallaroo's own parser splits each one
+    assert compat.tcp_parse_input_addrs(["--in", "a@h1:1,h2:2"]) == [("a", "h1", "1"),
+                                                                   ("h2", "2")]
 
 
 def test_output_addrs():
@@ -35,6 +38,7 @@ def test_output_addrs():
 
 @pytest.mark.parametrize("fn, args, match", [
     (compat.tcp_parse_input_addrs, [], "missing --in"),
+    (compat.tcp_parse_input_addrs, ["--in", "n@h:x"], "host:port"),
     (compat.tcp_parse_input_addrs, ["--in", "n@nohost"], "host:port"),
     (compat.tcp_parse_output_addrs, ["--out", "h:port"], "host:port"),
     (compat.tcp_parse_output_addrs, ["--in", "a@h:1"], "missing --out"),
@@ -51,10 +55,24 @@ SINK_ARGS = ["--kafka_sink_topic", "out", "--kafka_sink_brokers", "127.0.0.1:909
 
 
 def test_kafka_option_parsers_match_wallaroo():
+    """The head's shapes by default (a name first), 0.6.0/0.6.1's without it."""
     assert compat.kafka_parse_source_options(SOURCE_ARGS) == (
-        "in", [("b1", "9093"), ("b2", "9092")], "Info", None)
+        None, "in", [("b1", "9093"), ("b2", "9092")], "Info")
+    assert compat.kafka_parse_source_options(SOURCE_ARGS + ["--kafka_source_name", "n"])[0] == "n"
     assert compat.kafka_parse_sink_options(SINK_ARGS) == (
         "", "out", [("127.0.0.1", "9092")], "Warn", 7, 5000)
+    compat.set_generation("0.6")
+    try:
+        assert compat.kafka_parse_source_options(SOURCE_ARGS) == (
+            "in", [("b1", "9093"), ("b2", "9092")], "Info")
+        assert compat.kafka_parse_sink_options(SINK_ARGS) == (
+            "out", [("127.0.0.1", "9092")], "Warn", 7, 5000)
+    finally:
+        compat.set_generation("head")
+    # as in Wallaroo, missing options parse to empty values (the configs refuse them)
+    assert compat.kafka_parse_source_options([]) == (None, "", [("", "9092")], "Warn")
+    with pytest.raises(ValueError, match="unknown Wallaroo API generation '0.7'"):
+        compat.set_generation("0.7")
 
 
 def test_custom_parsers_are_ready_configs():

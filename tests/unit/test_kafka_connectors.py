@@ -9,7 +9,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the fixture module
 from kafka_broker import kafka_broker_fixture  # noqa: E402,F401 (registers the fixture)
-from sourcetools import read_n  # noqa: E402
 
 from wallaroo_nb.connectors.kafka import (  # noqa: E402
     KafkaSinkConfig,
@@ -17,6 +16,7 @@ from wallaroo_nb.connectors.kafka import (  # noqa: E402
     bootstrap_servers,
     split_encoded,
 )
+from wallaroo_nb.testing import read_source as read_n  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,10 +6,10 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sourcetools import read_n
 
 from wallaroo_nb.connectors.framing import FrameError, FrameParser, decoder_parts, frame
 from wallaroo_nb.connectors.tcp import TCPSourceConfig
+from wallaroo_nb.testing import read_source as read_n
 
 payloads = st.lists(st.binary(max_size=300), max_size=30)
 

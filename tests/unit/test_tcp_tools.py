@@ -7,10 +7,10 @@ import threading
 import time
 
 import pytest
-from sourcetools import read_n
 
 from wallaroo_nb.connectors.framing import frame
 from wallaroo_nb.connectors.tcp import TCPSinkConfig, TCPSourceConfig
+from wallaroo_nb.testing import read_source as read_n
 from wallaroo_nb.tools import sendrecv
 
 pytestmark = pytest.mark.timeout(30)

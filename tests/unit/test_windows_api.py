@@ -68,11 +68,21 @@ def test_a_range_spec_is_plain_data():
     assert (spec.kind, spec.name) == ("range", "Total")
     assert (spec.range_ns, spec.slide_ns, spec.delay_ns) == (10 * 10**9, 4 * 10**9, 10**9)
     assert spec.pane_ns == 2 * 10**9 and spec.needs_watermarks
-    assert spec.late_data_policy == "fire_per_message"
+    assert spec.late_data_policy == "fire-per-message"  # Wallaroo's spelling
     assert isinstance(spec.agg, Total) and not spec.output_takes_window
     assert spec.is_window_spec
     again = cloudpickle.loads(cloudpickle.dumps(spec))
     assert (again.kind, again.range_ns, again.name) == ("range", spec.range_ns, "Total")
+
+
+@pytest.mark.parametrize("given, spelled", [
+    ("drop", "drop"), ("fire-per-message", "fire-per-message"),
+    ("place-in-oldest-window", "place-in-oldest-window"),
+    ("fire_per_message", "fire-per-message"), ("place_in_oldest_window", "place-in-oldest-window"),
+])
+def test_late_data_policies_as_wallaroo_spells_them_with_underscore_aliases(given, spelled):
+    spec = w.range_windows(10).with_late_data_policy(given).over(Total)
+    assert spec.late_data_policy == spelled
 
 
 def test_defaults_tumbling_no_delay_drop():
@@ -119,7 +129,7 @@ def test_instance_keeps_its_configuration():
     (lambda: w.range_windows(10).with_delay(-1), r"'Total'.*delay must be an int >= 0"),
     (lambda: w.range_windows(2.5), r"'Total'.*must be an int.*seconds"),
     (lambda: w.range_windows(10).with_late_data_policy("fire"),
-     r"'Total'.*unknown late data policy 'fire'.*'drop', 'fire_per_message', 'place_in_oldest_window'"),
+     r"'Total'.*unknown late data policy 'fire'.*'drop', 'fire-per-message', 'place-in-oldest-window'"),
     (lambda: w.count_windows(0), r"'Total'.*count must be positive"),
     (lambda: w.count_windows(True), r"'Total'.*count must be an int"),
     (lambda: w.event_windows().fire_when("yes"), r"'Total'.*fire_when\(\) takes a function"),

@@ -8,6 +8,7 @@ keys migrate between two runners, without changing the answer.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import sys
 from collections import defaultdict
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from window_model import count_model, event_model, range_model  # noqa: E402
+from window_model import count_model, event_model, range_model, session_model  # noqa: E402
 
 import wallaroo_nb.windows as w  # noqa: E402
 from wallaroo_nb.engine.windowing import INFINITY, Window, make_window_runner  # noqa: E402
@@ -189,6 +190,48 @@ def test_range_windows_match_the_model(events, p, agg):
     assert runner.keys() == [] and runner.take_errors() == []
 
 
+def key_aligned(spec):
+    return dataclasses.replace(spec, align="key")
+
+
+@SETTINGS
+@given(events=streams(), p=range_params(), agg=st.sampled_from(AGGS), cut=st.floats(0, 1))
+def test_key_aligned_range_windows_match_the_model(events, p, agg, cut):
+    """Wallaroo's alignment: each key's windows start at the watermark its first
+    message sees (modulo the slide); a snapshot/restore mid-stream changes nothing."""
+    windows, late, dropped = range_model(events, rejects=bad, align="key", **p)
+    spec = key_aligned(range_spec(agg, p))
+    i = int(cut * len(events))
+    first, out = make_window_runner(spec, with_keys=True), []
+    for ev in events[:i]:
+        feed(first, ev, out)
+    second = make_window_runner(spec, with_keys=True)
+    second.restore(pickle.loads(pickle.dumps(first.snapshot())))
+    out.extend(second.on_watermark(first.watermark))
+    for ev in events[i:]:
+        feed(second, ev, out)
+    out.extend(second.flush_all())
+    assert group(out) == expected_outputs(agg, windows)
+    assert (first.late + second.late, first.dropped + second.dropped) == (late, dropped)
+
+
+def test_key_aligned_windows_by_hand():
+    """Tumbling 10 ns. Key a's first message comes at 13: [13, 23). At watermark 25 it
+    fires and a holds nothing more, so a's next message (31) anchors anew: [31, 41).
+    b's first message comes at 27, after watermark 25: [27, 37). A message at 14,
+    after watermark 25, belongs to a window closed whatever the alignment: late."""
+    r = make_window_runner(key_aligned(w.range_windows(10).over(TupleAgg)), with_keys=True)
+    r.on_message("a", 1, 13)
+    r.on_message("a", 2, 22)
+    fired = list(r.on_watermark(25))
+    r.on_message("b", 4, 27)
+    r.on_message("a", 5, 31)
+    r.on_message("c", 6, 14)
+    got = [(k, v) for k, v, _ in fired + list(r.flush_all())]
+    assert got == [("a", (13, 23, [1, 2])), ("b", (27, 37, [4])), ("a", (31, 41, [5]))]
+    assert (r.late, r.dropped) == (1, 1)
+
+
 @SETTINGS
 @given(events=streams(), p=range_params(), agg=st.sampled_from([TupleAgg, ListAgg]),
        cut=st.floats(0, 1))
@@ -292,6 +335,51 @@ def test_count_windows_match_the_model(events, n, agg, cut):
         feed(second, ev, out)
     out.extend(second.flush_all())
     assert group(out) == expected_outputs(agg, count_model(events, n, rejects=bad))
+
+
+@st.composite
+def timed_seq_events(draw):
+    """Messages with watermarks that move forward in uneven steps."""
+    events, wm = [], draw(st.integers(-20, 20))
+    for i in range(draw(st.integers(0, 40))):
+        if draw(st.integers(0, 2)) == 0:
+            wm += draw(st.integers(0, 7))
+            events.append(("w", wm))
+        events.append(("m", draw(st.sampled_from(KEYS)), i))
+    return events
+
+
+@SETTINGS
+@given(events=timed_seq_events(), n=st.integers(1, 5), timeout=st.integers(1, 12),
+       agg=st.sampled_from([TupleAgg, ListAgg, SumAgg]))
+def test_count_window_timeouts_match_the_model(events, n, timeout, agg):
+    """Partial count windows fire at each timeout tick of the watermark (Wallaroo's
+    step timer), for every key at once."""
+    runner = make_window_runner(w.count_windows(n).with_timeout(timeout).over(agg),
+                                with_keys=True)
+    got = run_keyed(runner, events)
+    assert got == expected_outputs(agg, count_model(events, n, rejects=bad, timeout=timeout))
+
+
+def test_count_windows_time_out_after_wallaroos_five_seconds():
+    """Wallaroo's count windows fire what they hold every 5 s; so do these."""
+    spec = w.count_windows(3).over(TupleAgg)
+    assert spec.timeout_ns == 5_000_000_000 == w.COUNT_TIMEOUT_NS
+    r = make_window_runner(spec, with_keys=True)
+    t0 = 1_700_000_000_000_000_000
+    assert list(r.on_watermark(t0)) == []
+    r.on_message("a", 1, None)
+    r.on_message("b", 2, None)
+    assert list(r.on_watermark(t0 + 4_999_999_999)) == []
+    assert sorted(v for _, v, _ in r.on_watermark(t0 + 5_000_000_000)) == [
+        (0, 1, [1]), (0, 1, [2])]
+    r.on_message("a", 4, None)
+    assert list(r.on_watermark(t0 + 9_000_000_000)) == []  # next tick: 5 s after the last
+    assert [v for _, v, _ in r.on_watermark(t0 + 10_000_000_000)] == [(1, 2, [4])]
+    none = make_window_runner(w.count_windows(3).with_timeout(None).over(TupleAgg))
+    none.on_watermark(0)
+    none.on_message("a", 1, None)
+    assert list(none.on_watermark(10**12)) == [] and list(none.flush_all()) == [(0, 1, [1])]
 
 
 def is_marker(v):
@@ -494,3 +582,152 @@ def test_a_restored_key_keeps_fired_windows_shut_under_a_lagging_watermark():
     new.restore(pickle.loads(pickle.dumps(old.snapshot(["k", "absent"]))))
     assert new.on_message("k", 3, 15) == () and new.late == 1  # [10, 20) closed on `old`
     assert new.flush_all() == [("k", 30, 40, [2, 3])]
+
+
+# -- session windows ----------------------------------------------------------------
+
+
+@st.composite
+def session_params(draw):
+    return dict(gap=draw(st.integers(1, 8)),
+                policy=draw(st.sampled_from(w.LATE_DATA_POLICIES)))
+
+
+def session_spec(agg_cls, p):
+    return w.session_windows(p["gap"]).with_late_data_policy(p["policy"]).over(agg_cls)
+
+
+@SETTINGS
+@given(events=streams(), p=session_params(), agg=st.sampled_from(AGGS))
+def test_session_windows_match_the_model(events, p, agg):
+    windows, late, dropped = session_model(events, rejects=bad, **p)
+    runner = make_window_runner(session_spec(agg, p), with_keys=True)
+    assert run_keyed(runner, events) == expected_outputs(agg, windows)
+    assert (runner.late, runner.dropped) == (late, dropped)
+    assert runner.keys() == [] and runner.take_errors() == []
+
+
+@SETTINGS
+@given(events=streams(), p=session_params(), cut=st.floats(0, 1),
+       moved=st.sets(st.sampled_from(KEYS)))
+def test_session_keys_restore_and_migrate(events, p, cut, moved):
+    """A snapshot of some keys, pickled and restored into a fresh runner that only
+    hears the next watermark, changes no output: restored keys keep their floor."""
+    windows, _, _ = session_model(events, rejects=bad, **p)
+    spec = session_spec(TupleAgg, p)
+    a, b = make_window_runner(spec, with_keys=True), make_window_runner(spec, with_keys=True)
+    i = int(cut * len(events))
+    out = []
+    for ev in events[:i]:
+        feed(a, ev, out)
+    snap = pickle.loads(pickle.dumps(a.snapshot(moved)))
+    a.drop_keys(moved)
+    b.restore(snap)
+    for ev in events[i:]:
+        if ev[0] == "w":
+            feed(a, ev, out)
+            feed(b, ev, out)
+        else:
+            feed(b if ev[1] in moved else a, ev, out)
+    out.extend(a.flush_all())
+    out.extend(b.flush_all())
+    got, want = group(out), expected_outputs(TupleAgg, windows)
+    # a moved key with no state at the move has no floor (as for range windows)
+    got = {k: v for k, v in got.items() if k not in moved or k in snap}
+    want = {k: v for k, v in want.items() if k not in moved or k in snap}
+    assert got == want
+
+
+def test_sessions_by_hand():
+    """A hand-checked case, so the model is not its own oracle: gap 10."""
+    r = make_window_runner(w.session_windows(10).over(TupleAgg), with_keys=True)
+    out = []
+    for t, v in ((0, 1), (5, 2), (30, 8), (22, 4)):
+        out.extend(r.on_message("k", v, t))
+    # sessions: [0, 15) holds 1, 2; [22, 40) holds 8, 4 (22 is within 10 of 30)
+    assert r.state_rows() == [
+        {"key": "k", "window_start": 0, "window_end": 15, "accumulator": (1, 2)},
+        {"key": "k", "window_start": 22, "window_end": 40, "accumulator": (8, 4)}]
+    out.extend(r.on_watermark(15))
+    assert out == [("k", (0, 15, [1, 2]), 14)]
+    out.extend(r.on_message("k", 5, 14))  # [14, 24) touches [22, 40): joins it
+    assert r.state_rows()[0]["window_start"] == 14
+    out.extend(r.on_message("k", 6, 2))  # [2, 12) closed at 15 and touches nothing open
+    assert (r.late, r.dropped) == (1, 1)
+    out.extend(r.on_message("k", 7, 60))  # a new session
+    out.extend(r.flush_all())
+    assert out[1:] == [("k", (14, 40, [4, 5, 8]), 39), ("k", (60, 70, [7]), 69)]
+
+
+def test_session_bridge_merges_two_sessions_older_first():
+    r = make_window_runner(w.session_windows(10).over(TupleAgg))
+    for t, v in ((0, 1), (20, 2), (10, 4)):  # [10, 20) touches [0, 10) and [20, 30) only
+        r.on_message("k", v, t)
+    assert len(r.state_rows()) == 3
+    r.on_message("k", 5, 9)  # [9, 19) overlaps [0, 10) and [10, 20): they merge
+    r.on_message("k", 6, 19)  # [19, 29) overlaps [0, 20) and [20, 30): one session
+    assert r.state_rows() == [{"key": "k", "window_start": 0, "window_end": 30,
+                               "accumulator": (1, 4, 5, 2, 6)}]
+
+
+def test_session_late_policies():
+    def run(policy):
+        r = make_window_runner(w.session_windows(5).with_late_data_policy(policy).over(TupleAgg))
+        r.on_message("k", 1, 100)
+        r.on_watermark(100)
+        now = list(r.on_message("k", 2, 50))  # [50, 55) closed long ago, touches nothing
+        return now, list(r.flush_all()), (r.late, r.dropped)
+
+    assert run("drop") == ([], [(100, 105, [1])], (1, 1))
+    assert run("fire-per-message") == ([(50, 55, [2])], [(100, 105, [1])], (1, 0))
+    assert run("place-in-oldest-window") == ([], [(100, 105, [1, 2])], (1, 0))
+
+
+def test_session_spec_is_checked():
+    with pytest.raises(ValueError, match=r"'TupleAgg'.*gap \(ns\) must be positive"):
+        w.session_windows(0).over(TupleAgg)
+    with pytest.raises(ValueError, match="unknown late data policy 'later'"):
+        w.session_windows(5).with_late_data_policy("later").over(TupleAgg)
+    with pytest.raises(TypeError, match="session windows need each message's event time"):
+        make_window_runner(w.session_windows(5).over(TupleAgg)).on_message("k", 1, None)
+
+
+@settings(max_examples=25, deadline=None)
+@given(stream=st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 60)),
+                       max_size=30),
+       gap=st.integers(1, 9), workers=st.sampled_from([1, 2]))
+def test_session_windows_in_the_engine_core_match_the_model(stream, gap, workers):
+    """The same app through wallaroo_nb.testing.run_local (the engine core in this
+    process, routing between cores as workers do): the model's sessions, per key."""
+    import wallaroo_nb as wnb
+    from wallaroo_nb.testing import run_local
+
+    class Ids(w.Aggregation):
+        def initial_accumulator(self):
+            return ()
+
+        def update(self, e, acc):
+            return acc + (e[2],)
+
+        def combine(self, a, b):
+            return a + b
+
+        def output(self, key, acc, window):
+            return (key, window.start, window.end, tuple(sorted(acc)))
+
+    events = [(k, t, i) for i, (k, t) in enumerate(stream)]
+    p = (wnb.source("s", wnb.IterableSourceConfig("s", events, event_time=lambda e: e[1]))
+         .key_by(lambda e: e[0]).to(w.session_windows(gap).over(Ids))
+         .to_sink(wnb.CollectorSinkConfig()))
+    got = defaultdict(list)
+    for key, start, end, ids in run_local(p, workers=workers):
+        got[key].append((start, end, ids))
+    model_events, wm = [], None
+    for k, t, i in events:  # each message after the watermark its source had before it
+        if wm is not None:
+            model_events.append(("w", wm))
+        model_events.append(("m", k, i, t))
+        wm = t if wm is None else max(wm, t)
+    fired, _, _ = session_model(model_events, gap)
+    assert dict(got) == {k: [(s, e, tuple(sorted(v))) for s, e, v in wins]
+                         for k, wins in fired.items()}

@@ -9,49 +9,59 @@ from __future__ import annotations
 
 import atexit
 import gc
-import linecache
-import re
 import threading
 import time
 import weakref
 from typing import Any, Optional
 
-from ..api import Application, BuildError, Pipeline, build_application
-from ..keys import slot_of_key
+from ..api import Pipeline, build_application
+from ..errors import BuildError, ErrorRecord, Recovering, StepError
 from ..metrics.store import MetricsStore
-from ..plan import make_plan
-from .driver import Callbacks, Driver, Options, Recovering
+from ..plan import Plan
+from ..protocol import Flow, Status
+from .driver import Callbacks, Driver, Options
+from .metrics_views import MetricsViews
+from .state import committed_parts, state_frame
+from .stores import ErrorStore, EventLog, ResultStore, collector_keep
+from .tracebacks import code_files, restore_sources
+from .waiting import in_flight, quiescent
 
 _APPS: "weakref.WeakSet[App]" = weakref.WeakSet()
 ON_ERROR_MODES = ("record", "stop")
+FINAL_COMMIT_S = 30.0  # stop() waits this long for the last checkpoint to commit
 
 
-class StepError(RuntimeError):
-    """A computation raised and the app runs with ``on_error='stop'``."""
+class App(MetricsViews):
+    """A running (or stopped) application on worker processes: results, state, errors,
+    windows, hot reload and lifecycle here; latency and throughput in MetricsViews."""
 
-
-class App:
-    """A running (or stopped) application on worker processes."""
-
-    def __init__(self, application: Application, workers: int, opts: Options):
-        self.name = application.name
-        self.plan = make_plan(application)
-        self._code_files = _code_files(self.plan)
+    def __init__(self, plan: Plan, workers: int, opts: Options):
+        self.name = plan.name
+        self.plan = plan
+        self._code_files = code_files(self.plan)
         self.workers = workers
         self.on_error = opts.on_error
         self.resilience = opts.resilience
-        self._results: list = []
-        self._errors: list = []
-        self._events: list = []
         self._cond = threading.Condition()
+        self._events = EventLog()
+        self._results = ResultStore(collector_keep(plan.steps), self._cond, self._first_drop)
+        self._errors = ErrorStore(self._cond)
         self._stopped = False
         self._stop_lock = threading.Lock()
         self._t0 = time.time()
         self._last_counts: dict = {}
         self._metrics = MetricsStore()
+        self.metrics_url: Optional[str] = None  # where Prometheus scrapes (metrics_port=)
+        self._stop_exporter = lambda: None
+        if opts.metrics_port is not None:
+            from ..metrics.prometheus import serve
+
+            port, self._stop_exporter = serve(self._metrics, opts.metrics_port)
+            self.metrics_url = f"http://127.0.0.1:{port}/metrics"
         _warn_unreplayable(self.plan, opts, self._event)
         self._driver = Driver(self.plan, workers, opts, Callbacks(
-            self._deliver, self._add_errors, self._event, self._add_metrics))
+            self._deliver, self._add_errors, self._event, self._add_metrics,
+            self._results.skip))
         _APPS.add(self)
 
     # -- callbacks from the driver's I/O thread ---------------------------------------
@@ -60,27 +70,28 @@ class App:
         if not step.sink.collects:
             step.sink.fn(values)
             return
-        with self._cond:
-            self._results.extend(values)
-            self._cond.notify_all()
+        self._results.extend(values)
+
+    def _first_drop(self, keep: int) -> None:
+        self._event(f"the collector keeps the newest {keep:,} results: older ones are "
+                    "dropped from app.results() from now on (counted in status(); "
+                    "CollectorSinkConfig(keep=None) keeps all)")
 
     def _add_errors(self, records: list) -> None:
-        for r in records:
-            r["traceback"] = _restore_sources(r["traceback"], self._code_files)
-        with self._cond:
-            self._errors.extend(records)
-            self._cond.notify_all()
+        records = [r._replace(traceback=restore_sources(r.traceback, self._code_files))
+                   for r in records]
+        self._errors.extend(records)
         if self.on_error == "stop" and records and self._driver.failure is None:
             r = records[0]
             self._driver.fail(StepError(
-                f"step {r['step']!r} raised {r['error']} on key {r['key']} "
-                f"(input {r['input']}); the app was stopped (on_error='stop')\n{r['traceback']}"))
+                f"step {r.step!r} raised {r.error} on key {r.key} "
+                f"(input {r.input}); the app was stopped (on_error='stop')\n{r.traceback}"))
 
-    def _add_metrics(self, worker: int, delta: dict) -> None:
-        self._metrics.add(str(worker), delta)
+    def _add_metrics(self, worker: Any, delta: Any) -> None:
+        self._metrics.add(str(worker), delta._asdict())
 
     def _event(self, text: str) -> None:
-        self._events.append((time.time(), text))
+        self._events.add(text)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -100,20 +111,34 @@ class App:
         return self._driver.pids
 
     def stop(self) -> None:
-        """Stop the workers and release everything; safe to call twice."""
+        """Stop the workers and release everything; safe to call twice. With resilience
+        the sources stop at a last checkpoint, which commits first: what was read
+        before it is processed and released, not discarded."""
         with self._stop_lock:
             if self._stopped:
                 return
             if self._driver.failure is None and not self._driver.stopped.is_set():
+                self._commit_last_epoch()
                 try:
                     self.status()  # keep the last counts for a stopped app's display
                 except Exception:
                     pass
             self._stopped = True
         self._driver.stop()
+        self._stop_exporter()
         self._event("stopped")
         with self._cond:
             self._cond.notify_all()
+
+    def _commit_last_epoch(self) -> None:
+        epochs = self._driver.epochs
+        if epochs is None or not self._driver.ready.is_set():
+            return
+        target = epochs.request_final()
+        self._driver.wake()
+        if not epochs.wait_committed(target, FINAL_COMMIT_S):
+            self._event(f"the last checkpoint did not commit within {FINAL_COMMIT_S:.0f}s; "
+                        "stopping without it (a resume starts from the one before)")
 
     def __enter__(self) -> "App":
         return self
@@ -155,13 +180,13 @@ class App:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(self._in_flight(timeout))
-            try:
-                snap = self._call("status", timeout=max(0.5, min(remaining or 10, 10)))
-            except (TimeoutError, Recovering):
+            try:  # no shorter timeout: a worker busy in a slow step answers late, not never
+                snap = self._call("status", timeout=remaining)
+            except Recovering:
                 last = None
                 continue
             self._raise_failure()
-            key = _quiescent(snap, self._driver.results_received)
+            key = quiescent(snap, self._driver.results_received)
             if key is not None and key == last:
                 if not self.resilience:
                     return self
@@ -180,48 +205,34 @@ class App:
 
     def _wait_count(self, count: int, deadline: Optional[float], timeout: Optional[float]) -> "App":
         with self._cond:
-            while len(self._results) < count:
+            while self._results.total < count:
                 self._raise_failure()
+                got = self._results.total
                 if not self.running:
-                    raise RuntimeError(
-                        f"app {self.name!r} stopped with {len(self._results)} of {count} results")
+                    raise RuntimeError(f"app {self.name!r} stopped with {got} of {count} results")
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(
-                        f"app {self.name!r}: {len(self._results)} of {count} results after "
+                        f"app {self.name!r}: {got} of {count} results after "
                         f"{timeout}s; {self._in_flight(timeout, header=False)}")
                 self._cond.wait(0.1 if left is None else min(left, 0.1))
         return self
 
     def _in_flight(self, timeout: Optional[float], header: bool = True) -> str:
-        parts = []
         try:
             snap = self._call("status", timeout=2)
         except Exception as e:
             return f"app {self.name!r}: no status from the workers ({e})"
-        for w, st in enumerate(snap):
-            for sid, (done, n) in st["sources"].items():
-                if not done:
-                    parts.append(f"source {self.plan.sources[sid].name!r} on worker {w} has "
-                                 f"read {n} messages and is not exhausted")
-        for a, sa in enumerate(snap):
-            for b, sb in enumerate(snap):
-                gap = sa["sent"][b] - sb["recv"][a]
-                if gap:
-                    parts.append(f"{gap} frames in flight from worker {a} to worker {b}")
-        for w, st in enumerate(snap):
-            if not st["idle"]:
-                parts.append(f"worker {w} has unsent output")
-        what = "; ".join(parts) or "nothing in flight (the last check raced with new data)"
+        what = in_flight(self.plan, snap)
         return (f"app {self.name!r}: wait() timed out after {timeout}s: " if header else "") + what
 
     # -- answers -------------------------------------------------------------------------
 
     def results(self, start: int = 0) -> list:
-        """Outputs that reached collector sinks so far, in arrival order (from position
-        ``start`` on: a live view asks only for what is new)."""
-        with self._cond:
-            return self._results[start:]
+        """Outputs that reached collector sinks so far, in arrival order, from global
+        index ``start`` on (a live view asks only for what is new). The driver keeps the
+        newest ``CollectorSinkConfig(keep=...)`` of them; ``status()`` counts the rest."""
+        return self._results.since(start)
 
     def results_frame(self, columns: Optional[list] = None) -> Any:
         """The collected outputs as a DataFrame: dicts and tuples become columns."""
@@ -236,44 +247,36 @@ class App:
         return pd.DataFrame({(columns or ["value"])[0]: rows})
 
     def errors(self) -> Any:
-        """Every recorded error: step, where, key, input, error, traceback, worker."""
+        """Recorded errors (the newest 1,000; ``status()`` counts all): step, where, key,
+        input, error, traceback, worker, time."""
         import pandas as pd
 
-        with self._cond:
-            rows = list(self._errors)
-        cols = ["step", "where", "key", "input", "error", "traceback", "worker", "time"]
-        return pd.DataFrame(rows, columns=cols)
+        return pd.DataFrame(self._errors.all(), columns=list(ErrorRecord._fields))
 
     def events(self) -> list:
-        """What happened to the app: (unix time, text), oldest first."""
-        return list(self._events)
+        """What happened to the app: (unix time, text), oldest first (the newest 1,000)."""
+        return self._events.all()
 
-    def state(self, step: str) -> Any:
-        """Per-key state of a state step, gathered from all workers, as a DataFrame."""
-        import cloudpickle
-        import pandas as pd
-
-        self.plan.step_named(step)  # a clear KeyError for a wrong name, before asking
+    def state(self, step: str, committed: bool = False) -> Any:
+        """Per-key state of a state or window step, gathered from all workers, as a
+        DataFrame. Under resilience a recovery rolls live state back to the last
+        checkpoint; ``committed=True`` shows that checkpoint's state instead, which
+        never goes back (``df.attrs["committed_epoch"]`` names it)."""
+        s = self.plan.step_named(step)  # a clear KeyError for a wrong name, before asking
+        if not (s.is_window or s.holds_state):
+            raise ValueError(f"step {step!r} is a {s.kind} step and has no state")
         self._raise_failure()
-        parts = [cloudpickle.loads(b) for b in self._call("state", {"step": step})]
-        rows = []
-        for part in parts:
-            if part["kind"] == "window":
-                rows.extend(dict(r, worker=part["worker"]) for r in part["rows"])
-                continue
-            for key, fields in part["rows"]:
-                row = {"key": key}
-                row.update(fields)
-                row["worker"] = part["worker"]
-                row["slot"] = slot_of_key(key, self.plan.n_slots)
-                rows.append(row)
-        df = pd.DataFrame(rows)
-        if len(df) and "key" in df:
-            try:
-                df = df.sort_values("key", kind="stable").reset_index(drop=True)
-            except TypeError:
-                pass  # keys of mixed types keep worker order
-        return df
+        epochs = self._driver.epochs
+        if not committed:
+            return state_frame(self.plan, self._call("state", {"step": step}))
+        if epochs is None:
+            raise ValueError("state(committed=True) needs resilience=True (there are no "
+                             "checkpoints); app.state(step) shows the live state")
+        manifest = epochs.committed
+        if manifest is None:
+            return state_frame(self.plan, [], 0)
+        return state_frame(self.plan, committed_parts(self.plan, s, manifest, epochs.ckpt.path),
+                           manifest["epoch"])
 
     # -- prototyping ----------------------------------------------------------------------
 
@@ -290,7 +293,7 @@ class App:
             raise TypeError("update() takes a function decorated with @computation, "
                             f"@state_computation, ...; got {computation!r}")
         step = self.plan.step_named(computation.name)
-        if step.kind != computation.kind:
+        if step.kind is not computation.kind:
             raise ValueError(f"step {step.name!r} is a {step.kind} step; the new "
                              f"{computation.name!r} is a {computation.kind} computation")
         if step.state_cls is not None and computation.state is not step.state_cls:
@@ -302,8 +305,9 @@ class App:
                 raise ValueError(f"step {step.name!r}: update() keeps the state, so the state "
                                  "class must stay the same; stop and run again to change it")
         self._call("update", {"step": step.name, "fn": cloudpickle.dumps(computation.fn)})
-        step.fn = computation.fn  # recoveries restart workers with the new function
-        self._code_files.update(_code_files(self.plan))
+        # recoveries restart workers with the new function
+        self.plan = self._driver.plan = self.plan.with_fn(step.name, computation.fn)
+        self._code_files.update(code_files(self.plan))
         self._event(f"step {step.name!r} updated")
 
     # -- windows ------------------------------------------------------------------------
@@ -313,12 +317,27 @@ class App:
 
         Each worker applies the trigger between two chunks of its input: every
         message it processed before is in the closed window, every later one in
-        the next. Returns how many windows were emitted."""
+        the next. Returns how many windows were emitted.
+
+        With resilience the trigger is applied at the next checkpoint barrier (one
+        starts at once), the same cut on every worker, and recorded with that epoch:
+        a recovery applies it again. It returns once that epoch has committed, when
+        its outputs are in app.results()."""
         s = self.plan.step_named(step)
-        if s.kind != "window" or s.spec.kind != "event":
+        if not s.is_window or s.spec.kind != "event":
             raise ValueError(f"step {step!r} is not an event_windows() step; triggers close "
                              "event-driven windows only")
-        return sum(self._call("trigger", {"step": step, "key": key}))
+        epochs = self._driver.epochs
+        if epochs is None:
+            return sum(self._call("trigger", {"step": step, "key": key}))
+        self._raise_failure()
+        tid = epochs.request_trigger(step, key)
+        self._driver.wake()
+        fired = epochs.wait_fired(tid, timeout=None)
+        if fired is None:
+            self._raise_failure()
+            raise RuntimeError(f"app {self.name!r} stopped before the trigger committed")
+        return fired
 
     def window_controls(self, step: str) -> Any:
         """A "close window" button, a key chooser and a live table of emitted windows."""
@@ -326,30 +345,7 @@ class App:
 
         return window_controls(self, step)
 
-    # -- metrics ------------------------------------------------------------------------
-
-    def metrics(self, window: str = "5min") -> Any:
-        """Latency percentiles (µs) and throughput per (category, name, worker), as a
-        DataFrame; worker "all" is the aggregate. Categories: computation, pipeline, worker."""
-        return self._metrics.frame(window)
-
-    def metrics_history(self, category: str, name: str, worker: str = "all",
-                        window: str = "5min") -> Any:
-        """One row per second: time, rate and latency percentiles, for plotting."""
-        return self._metrics.history(category, name, str(worker), window)
-
-    def metrics_bins(self, category: str, name: str, worker: str = "all",
-                     window: str = "5min") -> Any:
-        """Share of messages per latency bin (Wallaroo's "percent by bin" view)."""
-        return self._metrics.bins(category, name, str(worker), window)
-
-    def metrics_names(self) -> list:
-        """The (category, name) pairs that have metrics."""
-        return self._metrics.series_names()
-
-    def metrics_counters(self, window: str = "5min") -> Any:
-        """Counted events (filtered, errors, late, dropped) per step and worker."""
-        return self._metrics.counters(window)
+    # -- the notebook's live views -------------------------------------------------------
 
     def flow(self) -> dict:
         """Counts and watermarks from every worker, for the live views: messages each
@@ -358,12 +354,13 @@ class App:
         ...]}, -inf before the first). Ids index app.plan.sources and app.plan.steps."""
         flow: dict = {"sources": {sp.id: 0 for sp in self.plan.sources}, "sinks": {},
                       "watermarks": {}}
+        part: Flow
         for part in self._call("flow", timeout=5):
-            for sid, n in part["sources"].items():
+            for sid, n in part.sources.items():
                 flow["sources"][sid] += n
-            for sid, n in part["sinks"].items():
+            for sid, n in part.sinks.items():
                 flow["sinks"][sid] = flow["sinks"].get(sid, 0) + n
-            for sid, wm in part["watermarks"].items():
+            for sid, wm in part.watermarks.items():
                 flow["watermarks"].setdefault(sid, []).append(wm)
         return flow
 
@@ -381,36 +378,26 @@ class App:
 
         return window_timeline(self, step, interval=interval)
 
-    def dashboard(self, interval: float = 1.0, window: str = "5min") -> Any:
-        """A live latency and throughput view (ipywidgets + bokeh) that updates while
-        the app runs and stops by itself when the app stops."""
-        from ..notebook.dashboard import dashboard
-
-        return dashboard(self, interval=interval, window=window)
-
-    def report(self, path: str, window: str = "5min") -> Any:
-        """Write the dashboard's plots to one standalone HTML file (no CDN, no server)."""
-        from ..notebook.report import write_report
-
-        return write_report(self, path, window=window, title=f"wallaroo_nb: {self.name}")
-
     def status(self) -> dict:
         """A summary: workers alive, events in and out, errors, filtered counts."""
         info = {"name": self.name, "running": self.running, "workers": self.workers,
-                "workers_alive": sum(p.poll() is None for p in self._driver.procs),
-                "results": len(self._results), "errors": len(self._errors),
-                "recoveries": sum(e.startswith("recovered") for _, e in self._events),
+                "workers_alive": self._driver.procs.alive(),
+                "results": self._results.total, "results_dropped": self._results.dropped,
+                "errors": self._errors.total, "errors_dropped": self._errors.dropped,
+                "recoveries": self._events.recoveries,
+                "busy": [{"worker": w, "step": b.step, "key": b.key, "seconds": b.seconds}
+                         for w, b in self._driver.busy()],
                 "uptime_s": round(time.time() - self._t0, 1)}
         info.update(self._last_counts)
         if not self.running:
             return info
         try:
-            snap = self._driver.call("status", timeout=2)
+            snap: list[Status] = self._driver.call("status", timeout=2)
         except Exception:
             return info
         self._last_counts = {
-            "events_in": sum(n for st in snap for _d, n in st["sources"].values()),
-            "events_out": sum(sum(st["sink_counts"].values()) for st in snap)}
+            "events_in": sum(src.count for st in snap for src in st.sources.values()),
+            "events_out": sum(sum(st.sink_counts.values()) for st in snap)}
         info.update(self._last_counts)
         return info
 
@@ -433,70 +420,6 @@ class App:
         return f"<App {self.name!r} workers={self.workers} {'running' if self.running else 'stopped'}>"
 
 
-def _quiescent(snap: list, received: list) -> Optional[tuple]:
-    """A fingerprint of the counters if nothing is in flight, else None.
-
-    Two equal fingerprints from consecutive rounds mean the app is drained
-    (Mattern's four-counter termination detection)."""
-    if not snap:
-        return None
-    for st in snap:
-        if st["halted"] or not st["idle"]:
-            return None
-        if not all(done for done, _ in st["sources"].values()):
-            return None
-    for a, sa in enumerate(snap):
-        if sa["results_sent"] != received[a]:
-            return None
-        for b, sb in enumerate(snap):
-            if sa["sent"][b] != sb["recv"][a]:
-                return None
-    return tuple((tuple(st["sent"]), tuple(st["recv"]), st["results_sent"]) for st in snap)
-
-
-_DYNAMIC_FRAME = re.compile(r'^  File "<dynamic-code>", line (\d+), in (\S+)$')
-
-
-def _code_files(plan: Any) -> dict:
-    """Function name -> (filename, first line) for the user code in a plan."""
-    found: dict = {}
-
-    def add(fn: Any) -> None:
-        code = getattr(fn, "__code__", None)
-        if code is not None:
-            found.setdefault(code.co_name, code.co_filename)
-
-    for st in plan.steps:
-        add(st.fn)
-        add(st.key_fn)
-        cls = st.state_cls or getattr(st.spec, "agg", None)
-        for attr in vars(cls).values() if isinstance(cls, type) else ():
-            add(attr)
-        for name in ("fn", "event_time"):
-            add(getattr(st.sink, name, None))
-    for sp in plan.sources:
-        add(getattr(sp.config, "event_time", None))
-    return found
-
-
-def _restore_sources(tb: str, files: dict) -> str:
-    """Workers run user code unpickled from the driver, so their tracebacks say
-    <dynamic-code>; put back the driver's file name and source line (a notebook
-    cell's, too: IPython keeps cell sources in linecache)."""
-    out = []
-    for line in tb.splitlines():
-        m = _DYNAMIC_FRAME.match(line)
-        if m and m.group(2) in files:
-            filename = files[m.group(2)]
-            out.append(f'  File "{filename}", line {m.group(1)}, in {m.group(2)}')
-            src = linecache.getline(filename, int(m.group(1))).strip()
-            if src:
-                out.append(f"    {src}")
-            continue
-        out.append(line)
-    return "\n".join(out) + "\n"
-
-
 _FROZE = False
 
 
@@ -511,17 +434,21 @@ def _freeze_once() -> None:
         gc.freeze()
 
 
-def run(application: Any, workers: int = 2, on_error: str = "record", metrics: bool = True,
-        resilience: bool = False, checkpoint_dir: Optional[str] = None,
-        checkpoint_interval: float = 1.0, resume: bool = False) -> App:
+def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record",
+        metrics: bool = True, resilience: bool = False, checkpoint_dir: Optional[str] = None,
+        checkpoint_interval: float = 1.0, resume: bool = False,
+        step_timeout: Optional[float] = None, metrics_port: Optional[int] = None) -> App:
     """Start ``application`` (or a Pipeline ending in a sink) on ``workers`` processes.
 
     With ``resilience`` the app checkpoints every ``checkpoint_interval`` seconds
     into ``checkpoint_dir`` and survives dead workers; ``resume`` picks up from the
-    last committed checkpoint there (after a driver restart)."""
+    last committed checkpoint there (after a driver restart). A step may take as long
+    as it takes; ``step_timeout`` (seconds) stops the app, naming the step and the
+    key, when one message takes longer. ``metrics_port`` serves the metrics for
+    Prometheus at http://127.0.0.1:PORT/metrics (0: any free port; see app.metrics_url)."""
     if isinstance(application, Pipeline):
         application = build_application("app", application)
-    if not isinstance(application, Application):
+    if not isinstance(application, Plan):
         raise BuildError(f"run() takes build_application(...) or a Pipeline, got {application!r}")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
@@ -532,9 +459,14 @@ def run(application: Any, workers: int = 2, on_error: str = "record", metrics: b
     if not (isinstance(checkpoint_interval, (int, float)) and checkpoint_interval > 0):
         raise ValueError(f"checkpoint_interval must be a positive number of seconds, "
                          f"got {checkpoint_interval!r}")
+    if step_timeout is not None and not (isinstance(step_timeout, (int, float))
+                                         and step_timeout > 0):
+        raise ValueError(f"step_timeout must be a positive number of seconds or None, "
+                         f"got {step_timeout!r}")
     opts = Options(on_error=on_error, metrics=metrics, resilience=resilience or resume,
                    checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
-                   resume=resume, wallaroo_alias=_wallaroo_alias_active())
+                   resume=resume, wallaroo_alias=_wallaroo_alias_active(),
+                   step_timeout=step_timeout, metrics_port=metrics_port)
     _freeze_once()
     return App(application, workers, opts)
 

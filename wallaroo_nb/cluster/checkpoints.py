@@ -2,7 +2,7 @@
 
 An epoch is committed when its manifest is on disk: the manifest names every
 worker's snapshot file with its SHA-256, the sources' replay positions and how
-far the committed-results log reaches. Everything is written write-fsync-rename
+far the committed-results log (results_log.py) reaches. Everything is written write-fsync-rename
 with checksums, so a damaged file is detected and the previous committed epoch
 is used instead, with a message saying so.
 """
@@ -11,99 +11,73 @@ from __future__ import annotations
 
 import glob
 import os
-import pickle
 import re
-import struct
-import zlib
 from typing import Optional
 
+import msgpack
+
 from ..engine.epochs import CorruptCheckpoint, read_checked, write_atomic
+from ..protocol import Restore, SourcePosition
+from .results_log import ResultsLog
 
 KEEP_EPOCHS = 2  # committed epochs kept on disk: the newest and one to fall back on
 _MANIFEST = re.compile(r"manifest-(\d+)\.ckpt$")
-_RECORD = struct.Struct(">III")  # sink step id, payload length, crc32 of the payload
 
 
 class CheckpointDir:
     """One app's checkpoint directory."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, keep: Optional[int] = None):
         self.path = os.path.abspath(path)
-        os.makedirs(self.path, exist_ok=True)
-        self.results_path = os.path.join(self.path, "results.log")
+        if not os.path.isdir(self.path):
+            os.makedirs(self.path, mode=0o700)  # snapshots hold pickles: owner only
+            os.chmod(self.path, 0o700)  # whatever the umask
+        self.results = ResultsLog(self.path, keep)
 
     def clear(self) -> None:
         """Forget earlier runs (a fresh start must never resume from them by mistake)."""
-        for pattern in ("manifest-*.ckpt", "epoch-*-worker-*.ckpt", "results.log", "*.tmp-*"):
+        for pattern in ("manifest-*.ckpt", "epoch-*-worker-*.ckpt", "results*.log", "*.tmp*"):
             for f in glob.glob(os.path.join(self.path, pattern)):
                 os.unlink(f)
 
     def commit(self, epoch: int, acks: list, results: list) -> dict:
-        """Append the epoch's results, then write its manifest: from then on it is committed."""
-        offset = self._append_results(results)
+        """Append the epoch's results (sink step id, count, payload), then write its
+        manifest: from then on it is committed."""
+        self.results.append(results)
         manifest = {
             "epoch": epoch,
             "workers": len(acks),
-            "files": {a["file"]: a["sha256"] for a in acks},
-            "positions": {sid: pos for a in acks for sid, pos in a["positions"].items()},
-            "results_offset": offset,
+            "files": {a.file: a.sha256 for a in acks},
+            # source id -> [[worker, position, done, watermark], ...] (several for a
+            # parallel source: one per worker reading a share of it)
+            "positions": _positions(acks),
+            **self.results.fields(),
         }
-        write_atomic(os.path.join(self.path, f"manifest-{epoch:012d}.ckpt"), pickle.dumps(manifest))
+        write_atomic(self._manifest(epoch), _pack(manifest))
         self._collect_garbage(epoch)
         return manifest
-
-    def _append_results(self, batches: list) -> int:
-        """``batches``: (sink step id, pickled values) as the workers sent them."""
-        with open(self.results_path, "ab") as f:
-            for sid, payload in batches:
-                f.write(_RECORD.pack(sid, len(payload), zlib.crc32(payload)))
-                f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-            return f.tell()
 
     def latest(self) -> tuple[Optional[dict], list]:
         """The newest committed epoch whose files all check out, and notes on any skipped."""
         notes = []
         for path in sorted(glob.glob(os.path.join(self.path, "manifest-*.ckpt")), reverse=True):
             try:
-                manifest = pickle.loads(read_checked(path))
+                manifest = _unpack(read_checked(path))
                 for name, sha in manifest["files"].items():
                     read_checked(os.path.join(self.path, name), sha)
-                if manifest["results_offset"] > _size(self.results_path):
-                    raise CorruptCheckpoint(f"{self.results_path}: shorter than epoch "
-                                            f"{manifest['epoch']} committed")
-            except (CorruptCheckpoint, OSError, pickle.UnpicklingError, KeyError) as e:
+                self.results.check(manifest)
+            except (CorruptCheckpoint, OSError, ValueError, KeyError, TypeError) as e:
                 notes.append(f"checkpoint {os.path.basename(path)} is unusable ({e}); "
                              "falling back to the previous committed checkpoint")
                 continue
             return manifest, notes
         return None, notes
 
-    def committed_results(self, offset: int) -> list:
-        """The (sink step id, values) batches committed up to ``offset`` bytes of the log."""
-        out = []
-        if offset == 0:
-            return out
-        with open(self.results_path, "rb") as f:
-            while f.tell() < offset:
-                sid, length, crc = _RECORD.unpack(f.read(_RECORD.size))
-                payload = f.read(length)
-                if zlib.crc32(payload) != crc:
-                    raise CorruptCheckpoint(f"{self.results_path}: a committed record is damaged")
-                out.append((sid, pickle.loads(payload)))
-        return out
-
-    def truncate_results(self, offset: int) -> None:
-        """Drop results appended after the committed offset (a commit cut short)."""
-        if _size(self.results_path) > offset:
-            with open(self.results_path, "r+b") as f:
-                f.truncate(offset)
-
-    def restore_info(self, manifest: dict) -> dict:
-        """What a worker needs to load the epoch: directory, files, positions."""
-        return {"dir": self.path, "epoch": manifest["epoch"], "files": manifest["files"],
-                "positions": manifest["positions"]}
+    def restore_info(self, manifest: dict) -> Restore:
+        """What a worker needs to load the epoch: directory, files, and per source the
+        position to seek to (a parallel source's shares merged: each worker seeks its own)."""
+        return Restore(self.path, manifest["epoch"], manifest["files"],
+                       {sid: _merged(entries) for sid, entries in manifest["positions"].items()})
 
     def _collect_garbage(self, epoch: int) -> None:
         epochs = sorted(int(m.group(1)) for f in os.listdir(self.path)
@@ -113,13 +87,42 @@ class CheckpointDir:
             m = _MANIFEST.match(f) or re.match(r"epoch-(\d+)-worker-\d+\.ckpt$", f)
             if m and int(m.group(1)) not in keep and int(m.group(1)) < epoch:
                 os.unlink(os.path.join(self.path, f))
+        in_use = set()
+        for e in keep:
+            try:
+                in_use.add(_unpack(read_checked(self._manifest(e)))["results_file"])
+            except (CorruptCheckpoint, OSError, ValueError, KeyError):
+                continue
+        self.results.collect_garbage(in_use)
+
+    def _manifest(self, epoch: int) -> str:
+        return os.path.join(self.path, f"manifest-{epoch:012d}.ckpt")
 
 
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except FileNotFoundError:
-        return 0
+def _positions(acks: list) -> dict:
+    out: dict = {}
+    for a in acks:
+        for sid, pos in a.positions.items():
+            out.setdefault(sid, []).append([a.worker, *pos])
+    return out
+
+
+def _merged(entries: list) -> SourcePosition:
+    if len(entries) == 1:
+        return SourcePosition(*entries[0][1:])
+    merged: dict = {}
+    for _w, position, _done, _wm in sorted(entries, key=lambda e: e[0]):
+        merged.update(position or {})
+    return SourcePosition(merged, all(e[2] for e in entries), min(e[3] for e in entries))
+
+
+def _pack(manifest: dict) -> bytes:
+    """Manifests are plain data (msgpack), never pickles: reading one runs no code."""
+    return msgpack.packb(manifest)
+
+
+def _unpack(payload: bytes) -> dict:
+    return msgpack.unpackb(payload, strict_map_key=False)
 
 
 def describe(manifest: Optional[dict]) -> str:

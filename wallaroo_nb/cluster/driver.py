@@ -4,49 +4,44 @@ One background thread owns the driver's ROUTER socket. Everything the workers
 send (results, errors, metrics, replies, checkpoint acks, crashes) is read
 there, so a notebook cell never blocks on it and a busy cell never stops it.
 User threads send requests through a queue plus an inproc wake-up socket, and
-wait on a per-request future.
+wait on a per-request future. Every message is a protocol.py record.
 
-With resilience on, the same thread runs the checkpoint epochs (one in flight at
-a time), commits them, releases the results of committed epochs only, and
-recovers from a dead worker: every worker is restarted from the last committed
-epoch and the sources are rewound.
+With resilience on, the same thread drives the checkpoint epochs (epochs.py)
+and recovers from a dead worker: every worker is restarted from the last
+committed epoch and the sources are rewound.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import pickle
-import queue
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-import cloudpickle
-import msgpack
 import zmq
 
-from .checkpoints import CheckpointDir, describe
+from ..errors import Recovering, StepTimeout, WorkerFailure, error_record
+from ..keys import default_owners
+from ..metrics.recorder import SharedRecorder
+from ..plan import Plan
+from ..protocol import Busy, Kind, MetricsDelta, Reply, Start, decode, encode, worker_plan
+from .checkpoints import describe
+from .epochs import ERRORS, METRICS, RESULTS, Epochs
+from .processes import WorkerProcesses
+from .requests import Requests
 
 PING_S = 1.0
 LIVENESS_S = 0.2
 STOP_GRACE_S = 5.0
-CHECKPOINT_TIMEOUT_S = 30.0
+ROUTER_HWM = 64  # messages queued per worker at the driver before the worker waits
 MAX_RECOVERIES_PER_MINUTE = 20
 
-
-class WorkerFailure(RuntimeError):
-    """A worker process died or its engine raised (and resilience is off)."""
-
-
-class Recovering(RuntimeError):
-    """The workers were restarted while a request was in flight; ask again."""
+__all__ = ["Callbacks", "Driver", "Options", "Recovering", "WorkerFailure"]
 
 
 @dataclass
@@ -58,6 +53,8 @@ class Options:
     checkpoint_interval: float = 1.0
     resume: bool = False
     wallaroo_alias: bool = False
+    step_timeout: Optional[float] = None  # seconds one message may take; None: no limit
+    metrics_port: Optional[int] = None  # serve Prometheus metrics here (0: any free port)
 
 
 @dataclass
@@ -67,40 +64,14 @@ class Callbacks:
     deliver: Callable[[Any, list], None]
     errors: Callable[[list], None]
     event: Callable[[str], None]
-    metrics: Callable[[int, dict], None]
-
-
-@dataclass(frozen=True)
-class DriverSink:
-    """What workers see of a sink that lives in the driver: just that it does."""
-
-    name: str
-    to_driver: bool = True
-
-
-class Reply:
-    """A future for one request sent to several workers."""
-
-    def __init__(self, n: int):
-        self.values: dict = {}
-        self.n = n
-        self.error: Optional[BaseException] = None
-        self.done = threading.Event()
-
-    def put(self, worker: int, value: Any) -> None:
-        self.values[worker] = value
-        if len(self.values) >= self.n:
-            self.done.set()
-
-    def cancel(self, error: BaseException) -> None:
-        self.error = error
-        self.done.set()
+    metrics: Callable[[int, Any], None]
+    skipped: Callable[[int], None]  # results before this run that a resume does not have
 
 
 class Driver:
-    """Processes, sockets and the I/O thread of one app. Knows nothing of notebooks."""
+    """Sockets, worker processes and the I/O thread of one app. Knows nothing of notebooks."""
 
-    def __init__(self, plan: Any, n_workers: int, opts: Options, cb: Callbacks):
+    def __init__(self, plan: Plan, n_workers: int, opts: Options, cb: Callbacks):
         self.plan = plan
         self.n = n_workers
         self.opts = opts
@@ -110,7 +81,9 @@ class Driver:
         self.zctx = zmq.Context()
         self.router = self.zctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
-        self.router.setsockopt(zmq.RCVHWM, 0)
+        # bounded: a driver that cannot keep up makes workers wait (their sends return
+        # EAGAIN, their outboxes fill, their sources pause) instead of growing here
+        self.router.setsockopt(zmq.RCVHWM, ROUTER_HWM)
         self.addr = f"ipc://{self.rundir}/driver.sock"
         self.router.bind(self.addr)
         self.wake_addr = f"inproc://wake-{id(self)}"
@@ -119,53 +92,27 @@ class Driver:
         self.wake_tx = self.zctx.socket(zmq.PAIR)
         self.wake_tx.connect(self.wake_addr)
         self.wake_lock = threading.Lock()
-        self.requests: queue.Queue = queue.Queue()
-        self.pending: dict = {}
-        self.req_ids = itertools.count(1)
+        self.requests = Requests()
         self.ready = threading.Event()
         self.failure: Optional[BaseException] = None
         self.stop_requested = False
         self.stopped = threading.Event()
         self.generation = 0
         self.recoveries: list = []  # monotonic times of recoveries
-        self._setup_checkpoints()
+        self.recovery_started = 0.0
+        self.procs = WorkerProcesses(self.addr, n_workers, opts.wallaroo_alias)
+        self.visible = SharedRecorder()  # results' latency to the driver (see deliver)
+        self.epochs: Optional[Epochs] = None
+        if opts.resilience:
+            path = opts.checkpoint_dir or os.path.join(self.rundir, "checkpoints")
+            self.epochs = Epochs(self, path, opts.checkpoint_interval)
+            if opts.resume:
+                self.epochs.resume()
+            else:
+                self.epochs.ckpt.clear()
         self._start_generation()
         self.thread = threading.Thread(target=self._loop, name="wallaroo_nb-driver", daemon=True)
         self.thread.start()
-
-    # -- checkpoints: setup ----------------------------------------------------------
-
-    def _setup_checkpoints(self) -> None:
-        self.ckpt: Optional[CheckpointDir] = None
-        self.committed: Optional[dict] = None  # manifest of the last committed epoch
-        self.epoch = 0  # last epoch started
-        self.epoch_started = 0.0
-        self.in_flight: Optional[int] = None
-        self.acks: dict = {}
-        self.force_checkpoint = False
-        self.next_checkpoint = time.monotonic() + self.opts.checkpoint_interval
-        self.commit_cond = threading.Condition()
-        self.commit_thread: Optional[threading.Thread] = None
-        self.commit_notices: list = []
-        self.checkpoint_times: list = []  # seconds from start to commit, per epoch
-        if not self.opts.resilience:
-            return
-        path = self.opts.checkpoint_dir or os.path.join(self.rundir, "checkpoints")
-        self.ckpt = CheckpointDir(path)
-        if self.opts.resume:
-            manifest, notes = self.ckpt.latest()
-            for note in notes:
-                self.cb.event(note)
-            if manifest is not None:
-                self.committed = manifest
-                self.epoch = manifest["epoch"]
-                self.ckpt.truncate_results(manifest["results_offset"])
-                for batch in self.ckpt.committed_results(manifest["results_offset"]):
-                    sid, values = batch
-                    self.cb.deliver(self.plan.steps[sid], values)
-            self.cb.event(f"resuming from {describe(manifest)} in {self.ckpt.path}")
-        else:
-            self.ckpt.clear()
 
     # -- processes -------------------------------------------------------------------
 
@@ -173,50 +120,24 @@ class Driver:
         self.ready.clear()
         self.ready_count = 0
         self.results_received = [0] * self.n
-        self.uncommitted: list = [[] for _ in range(self.n)]  # (sid, values, payload) since last ack
-        self.acked_batches: dict = {}  # worker -> batches of the epoch in flight
-        self.procs = [self._spawn(i) for i in range(self.n)]
-        self.exited = [False] * self.n
-
-    def _ident(self, i: int) -> bytes:
-        return f"w{i}.{self.generation}".encode()
-
-    def _spawn(self, i: int) -> subprocess.Popen:
-        env = dict(os.environ)
-        # workers import what the driver can: functions from importable modules
-        # travel by reference, those from __main__ (a notebook) by value
-        paths = [p or os.getcwd() for p in sys.path]
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        cmd = [sys.executable, "-m", "wallaroo_nb.engine.worker", "--driver", self.addr,
-               "--id", str(i), "--ident", self._ident(i).decode()]
-        if self.opts.wallaroo_alias:
-            cmd.append("--wallaroo-alias")
-        # own session: a Ctrl-C meant for the driver does not tear workers down mid-stop
-        return subprocess.Popen(cmd, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+        if self.epochs is not None:
+            self.epochs.reset(self.n)
+        self.procs.start(self.generation)
 
     @property
     def pids(self) -> list:
-        return [p.pid for p in self.procs]
+        return self.procs.pids
 
-    def _start_message(self, w: int) -> bytes:
-        assign = {sp.id: sp.id % self.n for sp in self.plan.sources}
-        sources = [sp if assign[sp.id] == w else replace(sp, config=None) for sp in self.plan.sources]
+    def _start_record(self, w: int) -> Start:
+        plan = self.plan
+        assign = plan.source_workers(self.n)
         restore = None
-        if self.ckpt is not None and self.committed is not None:
-            restore = self.ckpt.restore_info(self.committed)
-        # driver-side sinks (a callback may hold locks) stay here: workers get a stand-in
-        steps = [replace(st, sink=DriverSink(st.sink.name)) if st.kind == "sink" and st.sink.to_driver
-                 else st for st in self.plan.steps]
-        return cloudpickle.dumps({
-            "plan": replace(self.plan, sources=sources, steps=steps),
-            "workers": self.n,
-            "assign": assign,
-            "on_error": self.opts.on_error,
-            "metrics": self.opts.metrics,
-            "checkpoint_dir": self.ckpt.path if self.ckpt else None,
-            "restore": restore,
-            "data_addrs": [f"ipc://{self.rundir}/w{i}.g{self.generation}.data" for i in range(self.n)],
-        })
+        if self.epochs is not None and self.epochs.committed is not None:
+            restore = self.epochs.ckpt.restore_info(self.epochs.committed)
+        data = [f"ipc://{self.rundir}/w{i}.g{self.generation}.data" for i in range(self.n)]
+        return Start(worker_plan(plan, w, assign), self.n, assign,
+                     default_owners(plan.n_slots, self.n), data, self.opts.on_error,
+                     self.opts.metrics, self.epochs.ckpt.path if self.epochs else None, restore)
 
     # -- requests from user threads ---------------------------------------------------------
 
@@ -232,50 +153,36 @@ class Driver:
                 raise self.failure
             raise TimeoutError(f"workers did not start within {timeout}s")
         targets = list(range(self.n)) if workers is None else list(workers)
-        req_id = next(self.req_ids)
-        reply = Reply(len(targets))
-        self.pending[req_id] = reply
-        self.requests.put((req_id, op, args or {}, targets))
-        self._wake()
-        if not reply.done.wait(timeout):
-            self.pending.pop(req_id, None)
-            raise TimeoutError(f"workers {sorted(set(targets) - set(reply.values))} did not "
+        req_id, future = self.requests.ask(op, args or {}, targets)
+        self.wake()
+        if not future.done.wait(timeout):
+            self.requests.forget(req_id)
+            raise TimeoutError(f"workers {sorted(set(targets) - set(future.values))} did not "
                                f"answer {op!r} within {timeout}s")
-        if reply.error is not None:
-            raise reply.error
+        if future.error is not None:
+            raise future.error
         out = []
         for w in targets:
-            ok, value = reply.values[w]
-            if not ok:
-                raise RuntimeError(f"worker {w} failed {op!r}: {value}")
-            out.append(value)
+            reply = future.values[w]
+            if not reply.ok:
+                raise RuntimeError(f"worker {w} failed {op!r}: {reply.value}")
+            out.append(reply.value)
         return out
 
     def checkpoint_now(self) -> int:
         """Ask for an epoch that begins after this call; return its number."""
-        with self.commit_cond:
-            target = self.epoch + 1
-            self.force_checkpoint = True
-        self._wake()
+        target = self.epochs.request()
+        self.wake()
         return target
 
     def wait_committed(self, epoch: int, timeout: Optional[float]) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self.commit_cond:
-            while self.committed_epoch < epoch:
-                if self.stopped.is_set() or self.failure is not None:
-                    return False
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                self.commit_cond.wait(0.1 if left is None else min(left, 0.1))
-        return True
+        return self.epochs.wait_committed(epoch, timeout)
 
     @property
     def committed_epoch(self) -> int:
-        return self.committed["epoch"] if self.committed else 0
+        return self.epochs.committed_epoch if self.epochs else 0
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         with self.wake_lock:
             if not self.wake_tx.closed:
                 try:
@@ -287,9 +194,9 @@ class Driver:
         """Ask workers to finish, wait for them, kill stragglers; idempotent."""
         self.stop_requested = True
         if threading.current_thread() is not self.thread:
-            self._wake()
+            self.wake()
             self.thread.join(STOP_GRACE_S + 5)
-        self._reap(kill=True)
+        self.procs.reap(kill=True)
         if not self.thread.is_alive():
             with self.wake_lock:
                 self.wake_tx.close(0)
@@ -316,56 +223,57 @@ class Driver:
                 now = time.monotonic()
                 if self.stop_requested and stop_deadline is None:
                     stop_deadline = now + STOP_GRACE_S
-                    for i in range(self.n):
-                        self._send(i, [b"stop"])
+                    self.send_all(encode(Kind.STOP))
                 if stop_deadline is not None:
-                    self._reap(kill=False)
-                    if all(self.exited) or now > stop_deadline:
+                    self.procs.reap(kill=False)
+                    if self.procs.all_exited or now > stop_deadline:
                         break
                     continue
                 if now >= next_ping:
                     next_ping = now + PING_S
-                    for i in range(self.n):
-                        self._send(i, [b"ping"])
+                    self.send_all(encode(Kind.PING))
+                    self._send_visible()
                 if now >= next_live:
                     next_live = now + LIVENESS_S
                     self._check_alive()
-                if self.ckpt is not None:
-                    self._drive_checkpoints(now)
+                if self.epochs is not None:
+                    self.epochs.drive(now)
         except Exception:
             tb = traceback.format_exc()
             self.fail(WorkerFailure(f"driver I/O thread crashed: {tb.strip().splitlines()[-1]}\n{tb}"))
         finally:
-            self._wait_commit()
-            self._reap(kill=True)
-            for r in list(self.pending.values()):
-                r.cancel(RuntimeError("the app stopped"))
-            self.router.close(0)
-            self.wake_rx.close(0)
-            self.stopped.set()
-            with self.commit_cond:
-                self.commit_cond.notify_all()
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.epochs is not None:
+            self.epochs.wait_commit()
+        self.procs.reap(kill=True)
+        self.requests.cancel_all(RuntimeError("the app stopped"))
+        self.router.close(0)
+        self.wake_rx.close(0)
+        self.stopped.set()
+        if self.epochs is not None:
+            self.epochs.notify_all()
 
     def _send(self, w: int, frames: list) -> None:
         try:
-            self.router.send_multipart([self._ident(w)] + frames, zmq.NOBLOCK)
+            self.router.send_multipart([self.procs.ident(w)] + frames, zmq.NOBLOCK)
         except zmq.ZMQError:
             pass  # not connected yet or gone; liveness checks report the cause
 
+    def send_all(self, frames: list) -> None:
+        for i in range(self.n):
+            self._send(i, frames)
+
     def _send_requests(self) -> None:
-        while True:
-            try:
-                req_id, op, args, targets = self.requests.get_nowait()
-            except queue.Empty:
-                return
+        for req, targets in self.requests.queued():
             if not self.ready.is_set():  # recovering: the new workers did not see it
-                reply = self.pending.pop(req_id, None)
-                if reply is not None:
-                    reply.cancel(Recovering(f"workers restarted while {op!r} was asked; ask again"))
+                self.requests.cancel(req.req_id, Recovering(
+                    f"workers restarted while {req.op!r} was asked; ask again"))
                 continue
-            body = cloudpickle.dumps(args)
+            frames = encode(Kind.REQUEST, req)
             for w in targets:
-                self._send(w, [b"req", msgpack.packb([req_id, op]), body])
+                self._send(w, frames)
 
     def _drain_router(self) -> None:
         while True:
@@ -373,180 +281,120 @@ class Driver:
                 ident, kind, *rest = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            name, _, gen = ident.decode().partition(".")
-            if int(gen or 0) != self.generation:
+            w, gen = self.procs.parse_ident(ident)
+            if gen != self.generation:
                 continue  # a message from a worker of a generation already replaced
+            if kind != Kind.HEARTBEAT:
+                self.procs.turning(w)
             handler = _HANDLERS.get(kind)
             if handler is not None:
-                handler(self, int(name[1:]), rest)
+                handler(self, w, decode(kind, rest))
 
-    def _on_hello(self, w: int, rest: list) -> None:
-        self._send(w, [b"plan", self._start_message(w)])
+    # -- what workers send ----------------------------------------------------------------------
 
-    def _on_ready(self, w: int, rest: list) -> None:
+    def _on_hello(self, w: int, hello: Any) -> None:
+        self._send(w, encode(Kind.START, self._start_record(w)))
+
+    def _on_ready(self, w: int, _: Any) -> None:
         self.ready_count += 1
         if self.ready_count == self.n:
-            for i in range(self.n):
-                self._send(i, [b"go"])
+            self.send_all(encode(Kind.GO))
             self.ready.set()
             if self.generation == 0:
                 self.cb.event(f"{self.n} workers started")
             else:
-                self.cb.event(f"recovered from {describe(self.committed)} in "
+                self.cb.event(f"recovered from {describe(self.epochs.committed)} in "
                               f"{time.monotonic() - self.recovery_started:.2f}s")
-            self.next_checkpoint = time.monotonic() + self.opts.checkpoint_interval
+            if self.epochs is not None:
+                self.epochs.next_at = time.monotonic() + self.opts.checkpoint_interval
 
-    def _on_results(self, w: int, rest: list) -> None:
+    def _on_results(self, w: int, body: tuple) -> None:
+        heads, payloads = body
         self.results_received[w] += 1
-        for (sid, _n), payload in zip(msgpack.unpackb(rest[0]), rest[1:]):
+        for (sid, _n, origin), payload in zip(heads, payloads):
             values = pickle.loads(payload)
-            if self.ckpt is not None:
+            if self.epochs is not None:
                 # released when its epoch commits; the bytes go to the results log as they are
-                self.uncommitted[w].append((sid, values, payload))
+                self.epochs.hold(w, (RESULTS, sid, values, payload, origin))
             else:
-                self._deliver(sid, values)
+                self.deliver(sid, values, origin)
 
-    def _deliver(self, sid: int, values: list) -> None:
+    def deliver(self, sid: int, values: list, origin: Optional[int] = None) -> None:
+        """Hand a batch to its driver-side sink; time it from its messages' origin
+        ("visible": what the user sees, the commit hold included)."""
+        step = self.plan.steps[sid]
         try:
-            self.cb.deliver(self.plan.steps[sid], values)
+            self.cb.deliver(step, values)
         except Exception as e:  # a user's callback sink raised
-            self.cb.errors([{
-                "step": self.plan.steps[sid].name, "where": "sink", "key": "",
-                "input": f"<batch of {len(values)}>", "error": f"{type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(), "worker": "driver", "time": time.time(),
-            }])
+            self.cb.errors([error_record(step.name, "sink", e, worker="driver",
+                                         value=f"<batch of {len(values)}>", input_repr=False)])
+        if origin is not None:
+            self.visible.record("visible", step.pipeline, time.time_ns() - origin, len(values))
 
-    def _on_metrics(self, w: int, rest: list) -> None:
-        self.cb.metrics(w, msgpack.unpackb(rest[0]))
+    def _send_visible(self) -> None:
+        delta = self.visible.take_delta()
+        if delta["hist"]:
+            self.cb.metrics("driver", MetricsDelta(delta["hist"], delta["events"]))
 
-    def _on_errors(self, w: int, rest: list) -> None:
-        self.cb.errors(pickle.loads(rest[0]))
+    def _on_metrics(self, w: int, delta: Any) -> None:
+        if self.epochs is not None:  # counted once: a replay's deltas are never committed
+            self.epochs.hold(w, (METRICS, w, delta))
+        else:
+            self.cb.metrics(w, delta)
 
-    def _on_reply(self, w: int, rest: list) -> None:
-        req_id = msgpack.unpackb(rest[0])
-        value = pickle.loads(rest[1])
-        reply = self.pending.get(req_id)
-        if reply is not None:
-            reply.put(w, value)
-            if reply.done.is_set():
-                self.pending.pop(req_id, None)
+    def _on_errors(self, w: int, records: list) -> None:
+        if self.epochs is not None:
+            self.epochs.hold(w, (ERRORS, records))
+        else:
+            self.cb.errors(records)
 
-    def _on_crash(self, w: int, rest: list) -> None:
-        self._lost(w, f"worker {w} crashed:\n{rest[0].decode(errors='replace')}")
+    def _on_reply(self, w: int, reply: Reply) -> None:
+        self.requests.on_reply(w, reply)
 
-    def _on_bye(self, w: int, rest: list) -> None:
-        pass
+    def _on_crash(self, w: int, tb: str) -> None:
+        self._lost(w, f"worker {w} crashed:\n{tb}")
 
-    def _on_ack(self, w: int, rest: list) -> None:
-        ack = pickle.loads(rest[0])
-        if ack["epoch"] != self.in_flight:
-            return  # an aborted epoch
-        self.acks[w] = ack
-        self.acked_batches[w] = self.uncommitted[w]
-        self.uncommitted[w] = []
-        if len(self.acks) == self.n:
-            self._commit()
+    def _on_heartbeat(self, w: int, busy: Busy) -> None:
+        self.procs.heard(w, busy)
+        limit = self.opts.step_timeout
+        if limit is not None and busy.seconds > limit and self.failure is None:
+            where = f"step {busy.step!r}" if busy.step else "the engine"
+            key = f" on key {busy.key}" if busy.key else ""
+            self.fail(StepTimeout(
+                f"{where} on worker {w} has been busy with one message{key} for "
+                f"{busy.seconds:.0f}s, longer than step_timeout={limit:g}s; the app was "
+                "stopped (raise step_timeout, or leave it None to let slow steps run)"))
 
-    # -- checkpoints: epochs ------------------------------------------------------------------
+    def busy(self) -> list:
+        """(worker, Busy) of workers whose loop has been in one turn for a while."""
+        return self.procs.busy()
 
-    def _drive_checkpoints(self, now: float) -> None:
-        self._send_commit_notices()
-        if not self.ready.is_set() or (self.commit_thread is not None
-                                       and self.commit_thread.is_alive()):
-            return
-        if self.in_flight is None:
-            if now >= self.next_checkpoint or self.force_checkpoint:
-                with self.commit_cond:
-                    self.epoch += 1
-                    self.force_checkpoint = False
-                self.in_flight = self.epoch
-                self.epoch_started = now
-                self.acks = {}
-                self.acked_batches = {}
-                for i in range(self.n):
-                    self._send(i, [b"ckpt", msgpack.packb(self.epoch)])
-        elif now - self.epoch_started > CHECKPOINT_TIMEOUT_S:
-            self.cb.event(f"checkpoint {self.in_flight} did not complete in "
-                          f"{CHECKPOINT_TIMEOUT_S:.0f}s: aborted, will retry")
-            for i in range(self.n):
-                self._send(i, [b"abort", msgpack.packb(self.in_flight)])
-            for w, batches in self.acked_batches.items():
-                self.uncommitted[w] = batches + self.uncommitted[w]
-            self.in_flight = None
-            self.next_checkpoint = now + self.opts.checkpoint_interval
-
-    def _commit(self) -> None:
-        """Every worker acknowledged: commit on a thread of its own, so that the I/O
-        thread keeps draining the workers while the results log is written and the
-        results are handed over (one commit at a time: in_flight stays set)."""
-        epoch = self.in_flight
-        batches = [b for w in range(self.n) for b in self.acked_batches[w]]
-        acks = [self.acks[w] for w in range(self.n)]
-        self.commit_thread = threading.Thread(
-            target=self._write_commit, args=(epoch, acks, batches), daemon=True,
-            name="wallaroo_nb-commit")
-        self.commit_thread.start()
-
-    def _write_commit(self, epoch: int, acks: list, batches: list) -> None:
-        try:
-            persisted = [(sid, payload) for sid, _values, payload in batches
-                         if self.plan.steps[sid].sink.collects]
-            manifest = self.ckpt.commit(epoch, acks, persisted)
-            for sid, values, _payload in batches:  # before anyone hears of the commit
-                self._deliver(sid, values)
-        except Exception as e:
-            self.fail(WorkerFailure(f"committing checkpoint {epoch} failed: {e}\n"
-                                     f"{traceback.format_exc()}"))
-            return
-        with self.commit_cond:
-            self.committed = manifest
-            self.checkpoint_times.append(time.monotonic() - self.epoch_started)
-            self.in_flight = None
-            self.commit_notices.append(epoch)
-            self.commit_cond.notify_all()
-        self.next_checkpoint = time.monotonic() + self.opts.checkpoint_interval
-        self._wake()  # the I/O thread tells the workers (their exactly-once sinks deliver)
-
-    def _send_commit_notices(self) -> None:
-        while self.commit_notices:
-            epoch = self.commit_notices.pop(0)
-            for i in range(self.n):
-                self._send(i, [b"commit", msgpack.packb(epoch)])
-
-    def _wait_commit(self) -> None:
-        t = self.commit_thread
-        if t is not None and t.is_alive() and threading.current_thread() is not t:
-            t.join(CHECKPOINT_TIMEOUT_S)
+    def _on_ack(self, w: int, ack: Any) -> None:
+        if self.epochs is not None:
+            self.epochs.on_ack(w, ack)
 
     # -- failures and recovery ------------------------------------------------------------------
 
     def _lost(self, w: int, reason: str) -> None:
         if self.stop_requested:
             return
-        if self.ckpt is None:
+        if self.epochs is None:
             self.fail(WorkerFailure(reason))
             return
         now = time.monotonic()
         self.recoveries = [t for t in self.recoveries if now - t < 60] + [now]
         if len(self.recoveries) > MAX_RECOVERIES_PER_MINUTE:
             self.fail(WorkerFailure(f"{reason}\n(gave up: {len(self.recoveries)} recoveries "
-                                     "in a minute)"))
+                                    "in a minute)"))
             return
         self._recover(reason.splitlines()[0])
 
     def _recover(self, reason: str) -> None:
         self.recovery_started = time.monotonic()
-        self._wait_commit()  # a commit under way decides the epoch to restore from
-        self.cb.event(f"{reason}; restarting every worker from {describe(self.committed)}")
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-        for p in self.procs:
-            p.wait(10)
-        self.in_flight = None
-        for r in list(self.pending.values()):
-            r.cancel(Recovering("workers restarted during the request; ask again"))
-        self.pending.clear()
+        self.epochs.wait_commit()  # a commit under way decides the epoch to restore from
+        self.cb.event(f"{reason}; restarting every worker from {describe(self.epochs.committed)}")
+        self.procs.kill_all()
+        self.requests.cancel_all(Recovering("workers restarted during the request; ask again"))
         self.generation += 1
         self._start_generation()
 
@@ -555,37 +403,25 @@ class Driver:
         if self.failure is None:
             self.failure = exc
             self.cb.event(str(exc).splitlines()[0])
-        for r in list(self.pending.values()):
-            r.cancel(exc)
+        self.requests.cancel_all(exc)
         self.ready.set()  # wake anyone waiting for start-up: they will see the failure
         self.stop_requested = True
 
     def _check_alive(self) -> None:
-        for i, p in enumerate(self.procs):
-            code = p.poll()
-            if code is not None and not self.exited[i]:
-                self.exited[i] = True
-                self._lost(i, f"worker {i} (pid {p.pid}) exited with code {code}")
-                return  # a recovery replaced every process
-
-    def _reap(self, kill: bool) -> None:
-        for i, p in enumerate(self.procs):
-            if p.poll() is not None:
-                self.exited[i] = True
-            elif kill:
-                p.kill()
-                p.wait(5)
-                self.exited[i] = True
+        dead = self.procs.newly_exited()
+        if dead is not None:
+            w, pid, code = dead
+            self._lost(w, f"worker {w} (pid {pid}) exited with code {code}")
 
 
 _HANDLERS = {
-    b"hello": Driver._on_hello,
-    b"ready": Driver._on_ready,
-    b"results": Driver._on_results,
-    b"errors": Driver._on_errors,
-    b"metrics": Driver._on_metrics,
-    b"reply": Driver._on_reply,
-    b"crash": Driver._on_crash,
-    b"bye": Driver._on_bye,
-    b"ack": Driver._on_ack,
+    Kind.HELLO: Driver._on_hello,
+    Kind.READY: Driver._on_ready,
+    Kind.RESULTS: Driver._on_results,
+    Kind.ERRORS: Driver._on_errors,
+    Kind.METRICS: Driver._on_metrics,
+    Kind.REPLY: Driver._on_reply,
+    Kind.CRASH: Driver._on_crash,
+    Kind.ACK: Driver._on_ack,
+    Kind.HEARTBEAT: Driver._on_heartbeat,
 }

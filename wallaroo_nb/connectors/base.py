@@ -40,6 +40,25 @@ class Source:
     def position(self) -> Any:
         return None
 
+    def origin_ns(self) -> Optional[int]:
+        """When the oldest message of the last ``read`` came to exist, in
+        ``time.time_ns()`` nanoseconds: pipeline latency is measured from there (so time
+        a message waits before it is read counts). None: the read itself. A paced
+        source says when the message was due; a socket source when its bytes came."""
+        return None
+
+    def set_share(self, index: int, count: int) -> None:
+        """A parallel source (``SourceConfig.parallel``) runs on every worker: before
+        ``open`` each is told its share, ``index`` of ``count``. Its ``position()`` must
+        then be a dict (the shares' positions are merged into one for a restore, and
+        every worker seeks the merged dict, taking its own part)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read a share of its input")
+
+    def committed(self, position: Any) -> None:
+        """With resilience: the checkpoint whose replay point is ``position`` has
+        committed (everything before it is safely processed). A Kafka source commits
+        it to its consumer group; most sources do nothing."""
+
     def seek(self, position: Any) -> None:
         raise NotImplementedError(f"{type(self).__name__} cannot seek: its config is not replayable")
 
@@ -60,13 +79,15 @@ class SourceConfig:
 
     ``name`` names the source in errors and metrics; ``event_time`` is an optional
     function message -> int nanoseconds; ``bounded`` says whether the source ends;
-    ``replayable`` whether its Source can seek (exactly-once recovery needs it).
+    ``replayable`` whether its Source can seek (exactly-once recovery needs it);
+    ``parallel`` whether every worker runs it, each reading a share (``set_share``).
     """
 
     name: str = "source"
     event_time: Optional[Callable[[Any], int]] = None
     bounded: bool = True
     replayable: bool = False  # can its sources seek(position)? (resilience needs it)
+    parallel: bool = False  # every worker reads a share of it (Source.set_share)
 
     def make_source(self) -> Source:
         raise NotImplementedError
@@ -114,6 +135,11 @@ class Sink:
         """Seconds until the sink wants ``flush()`` called (0: now), or None: never."""
         return None
 
+    def ready(self) -> bool:
+        """False while the sink cannot take more (a slow or absent receiver): the
+        worker stops reading its sources until it is True again (backpressure)."""
+        return True
+
     def close(self) -> None:
         """Called once when the worker stops."""
 
@@ -144,3 +170,13 @@ class SinkConfig:
 
     def check(self) -> None:
         """Raise ValueError naming the problem if the config is unusable (build time)."""
+
+
+def open_source(config: SourceConfig, worker: int, workers: tuple) -> Source:
+    """The live source of ``config`` on ``worker``, told its share if it is parallel
+    (``workers``: every worker that runs it), opened."""
+    src = config.make_source()
+    if config.parallel:
+        src.set_share(workers.index(worker), len(workers))
+    src.open(worker)
+    return src

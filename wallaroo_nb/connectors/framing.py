@@ -11,9 +11,9 @@ from __future__ import annotations
 import collections
 import logging
 import struct
-import time
-import traceback
 from typing import Any, Callable, Optional
+
+from ..errors import error_record, short_repr
 
 DEFAULT_HEADER_LENGTH = 4
 DEFAULT_LENGTH_FMT = ">I"
@@ -119,21 +119,11 @@ def encoder_fn(encoder: Any) -> Callable[[Any], Any]:
     return fn
 
 
-def short_repr(value: Any, limit: int = 200) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for error records (the engine's
-    and the connectors')."""
-    try:
-        r = repr(value[: limit + 1] if isinstance(value, (bytes, bytearray)) else value)
-    except Exception as e:  # a broken __repr__ must not hide the real error
-        r = f"<unrepresentable {type(value).__name__}: {e}>"
-    return r if len(r) <= limit else r[: limit - 3] + "..."
-
-
 class ErrorLog:
     """Recent errors of one connector, for the engine to drain, and their counts.
 
-    Records are plain dicts ``{step, where, input, error, traceback, time}`` (the
-    engine's own error records have the same fields). At most
+    Records are dicts of ``errors.ErrorRecord``'s fields (the connector contract of
+    ``drain_errors``), made as the engine makes its own. At most
     ``limit`` undrained records are kept (older ones are dropped and counted in
     ``lost``); counts are never lost. Logging is rate-limited so garbage input cannot
     flood the worker's log.
@@ -149,25 +139,19 @@ class ErrorLog:
     def record(self, where: str, input: Any, error: Any, with_traceback: bool = False) -> None:
         """Count and keep one error; ``error`` is an exception or a message."""
         self.counts[where] += 1
-        if isinstance(error, BaseException):
-            text = f"{type(error).__name__}: {error}"
-            tb = "".join(traceback.format_exception(error)) if with_traceback else ""
-        else:
-            text, tb = str(error), ""
         if len(self._recent) == self._recent.maxlen:
             self.lost += 1
-        self._recent.append(
-            {"step": self.step, "where": where, "input": short_repr(input),
-             "error": text, "traceback": tb, "time": time.time()}
-        )
+        record = error_record(self.step, where, error, value=input,
+                              with_traceback=with_traceback)
+        self._recent.append(record)
         n = self.counts[where]
         if n <= 5 or n % 1000 == 0:
-            self.log.warning("%s: %s error #%d: %s (input %s)", self.step, where, n, text,
-                             short_repr(input, 80))
+            self.log.warning("%s: %s error #%d: %s (input %s)", self.step, where, n,
+                             record.error, short_repr(input, 80))
 
     def drain(self) -> list:
         """The records kept since the last drain, oldest first."""
-        out = list(self._recent)
+        out = [r._asdict() for r in self._recent]
         self._recent.clear()
         return out
 

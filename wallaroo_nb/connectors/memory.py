@@ -1,7 +1,9 @@
 """In-memory sources and driver-side sinks: the notebook's connectors.
 
-Sources here are replayable: their position is the count of messages read, and
-seeking rebuilds the iterator and skips that many (a factory makes it fresh).
+Sources here are replayable: their position is the count of messages read. A
+list, tuple, range or DataFrame seeks at once, by index, wherever the position
+is; a factory's iterator is made fresh and that many messages are skipped (a
+recovery then replays the stream up to its checkpoint: time that grows with it).
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ from __future__ import annotations
 import itertools
 import time
 import types
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
+from ..errors import BuildError
 from .base import SinkConfig, Source, SourceConfig
+
+DEFAULT_KEEP = 100_000  # results a collector keeps in the driver (cluster/stores.py)
 
 
 def _check_rate(name: str, rate: Optional[float]) -> None:
@@ -20,18 +25,23 @@ def _check_rate(name: str, rate: Optional[float]) -> None:
 
 
 class PacedSource(Source):
-    """Reads from an iterator made by ``make_iter()``, optionally paced at ``rate`` events/s."""
+    """Reads from an iterator made by ``make_iter()`` (or by index from ``seq``, a
+    sequence), optionally paced at ``rate`` events/s."""
 
-    def __init__(self, make_iter: Callable[[], Iterable], rate: Optional[float]):
+    def __init__(self, make_iter: Callable[[], Iterable], rate: Optional[float],
+                 seq: Optional[Sequence] = None):
         self.make_iter = make_iter
+        self.seq = seq
         self.rate = rate
         self.it = None
         self.read_count = 0
         self.t0 = 0.0
         self.paced_from = 0
+        self.first_read: Optional[int] = None  # index of the last read's first message
 
     def open(self, worker: int) -> None:
-        self.it = iter(self.make_iter())
+        if self.seq is None:
+            self.it = iter(self.make_iter())
         self.t0 = time.monotonic()
 
     def _due(self, max_n: int) -> int:
@@ -40,11 +50,22 @@ class PacedSource(Source):
         due = int((time.monotonic() - self.t0) * self.rate) - (self.read_count - self.paced_from)
         return max(0, min(max_n, due))
 
+    def origin_ns(self) -> Optional[int]:
+        """When the oldest message of the last read was due (unpaced: None, the read)."""
+        if self.rate is None or self.first_read is None:
+            return None
+        due = self.t0 + (self.first_read - self.paced_from + 1) / self.rate
+        return time.time_ns() - int((time.monotonic() - due) * 1e9)
+
     def read(self, max_n: int) -> Optional[list]:
         n = self._due(max_n)
+        self.first_read = self.read_count
         if n == 0:
             return []
-        out = list(itertools.islice(self.it, n))
+        if self.seq is not None:
+            out = list(self.seq[self.read_count:self.read_count + n])
+        else:
+            out = list(itertools.islice(self.it, n))
         self.read_count += len(out)
         if len(out) < n:
             return out or None
@@ -60,9 +81,10 @@ class PacedSource(Source):
         return self.read_count
 
     def seek(self, position: Any) -> None:
-        self.it = iter(self.make_iter())
-        for _ in itertools.islice(self.it, position):
-            pass
+        if self.seq is None:  # replay up to the position
+            self.it = iter(self.make_iter())
+            for _ in itertools.islice(self.it, position):
+                pass
         self.read_count = position
         self.paced_from = position
         self.t0 = time.monotonic()
@@ -104,7 +126,7 @@ class IterableSourceConfig(SourceConfig):
         return self.factory() if self.factory is not None else self.data
 
     def make_source(self) -> Source:
-        return PacedSource(self._iter, self.rate)
+        return PacedSource(self._iter, self.rate, None if self.factory else self.data)
 
 
 class DataFrameSourceConfig(SourceConfig):
@@ -123,7 +145,7 @@ class DataFrameSourceConfig(SourceConfig):
         self.rows = df.to_dict("records")  # plain Python values: workers need no pandas
 
     def make_source(self) -> Source:
-        return PacedSource(lambda: self.rows, self.rate)
+        return PacedSource(lambda: self.rows, self.rate, self.rows)
 
 
 class _GenIter:
@@ -133,22 +155,33 @@ class _GenIter:
     def __iter__(self):
         v = self.gen.initial_value()
         n = 0
-        while self.limit is None or n < self.limit:
+        # as in Wallaroo's GenSource, None (from initial_value or apply) ends the stream
+        while v is not None and (self.limit is None or n < self.limit):
             yield v
             n += 1
             v = self.gen.apply(v)
 
 
-class GenSourceConfig(SourceConfig):
-    """Wallaroo's generator source: ``gen.initial_value()``, then ``gen.apply(previous)``.
+def _is_generator(x: Any) -> bool:
+    return callable(getattr(x, "initial_value", None)) and callable(getattr(x, "apply", None))
 
-    Unbounded unless ``limit`` is given.
+
+class GenSourceConfig(SourceConfig):
+    """Wallaroo's generator source: ``gen.initial_value()``, then ``gen.apply(previous)``;
+    None from either ends the stream.
+
+    Both of Wallaroo's forms work: ``GenSourceConfig(gen)`` (0.6.0/0.6.1) and
+    ``GenSourceConfig(name, gen)`` (the development head). Unbounded unless ``limit``
+    is given (a generator that returns None still ends, but the runner does not
+    wait for it).
     """
 
     replayable = True
 
-    def __init__(self, gen: Any, name: str = "gen", rate: Optional[float] = None,
+    def __init__(self, gen: Any, name: Any = "gen", rate: Optional[float] = None,
                  limit: Optional[int] = None, event_time: Optional[Callable[[Any], int]] = None):
+        if isinstance(gen, str) and _is_generator(name):
+            gen, name = name, gen  # the head's GenSourceConfig(name, gen)
         for m in ("initial_value", "apply"):
             if not callable(getattr(gen, m, None)):
                 raise ValueError(f"GenSourceConfig({name!r}): the generator {gen!r} has no {m}() method")
@@ -162,13 +195,21 @@ class GenSourceConfig(SourceConfig):
 
 
 class CollectorSinkConfig(SinkConfig):
-    """Outputs come back to the driver: ``app.results()`` / ``app.results_frame()``."""
+    """Outputs come back to the driver: ``app.results()`` / ``app.results_frame()``.
+
+    The driver keeps the newest ``keep`` results (100,000 by default, so an endless
+    stream cannot grow the notebook's kernel without bound) and counts the ones it
+    drops; ``keep=None`` keeps every result (for sources that end)."""
 
     to_driver = True
     collects = True
 
-    def __init__(self, name: str = "collector"):
+    def __init__(self, name: str = "collector", keep: Optional[int] = DEFAULT_KEEP):
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise BuildError(f"CollectorSinkConfig({name!r}): keep must be a positive number of "
+                             f"results or None (keep all), got {keep!r}")
         self.name = name
+        self.keep = keep
 
 
 class CallbackSinkConfig(SinkConfig):

@@ -57,6 +57,14 @@ def plain_state(obj: Any) -> dict:
     return out
 
 
+def state_fields(st: Any) -> dict:
+    """A state object as a row of ``app.state()``: its attributes, or itself."""
+    try:
+        return dict(plain_state(st))
+    except TypeError:
+        return {"state": st}
+
+
 def from_plain_state(cls: type, fields: dict) -> Any:
     """Inverse of plain_state for a state class (its __init__ is not called)."""
     obj = cls.__new__(cls)

@@ -18,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from typing import Any, Optional
+from typing import Optional
 
-from ..plan import keyed_order, upstreams
+from ..plan import Topology
 
 MAGIC = b"WNBCKPT1"
 _HEADER = struct.Struct(">8sQ32s")
@@ -30,10 +30,9 @@ class Aligner:
     """The barrier bookkeeping of one worker. One epoch is in flight at a time, so a
     barrier that arrives before this worker began the epoch is for that epoch."""
 
-    def __init__(self, plan: Any, me: int, n_workers: int):
-        self.order = keyed_order(plan)
-        ups = upstreams(plan)
-        self.key_ups = {s: ups[s][1] for s in self.order}
+    def __init__(self, topology: Topology, me: int, n_workers: int):
+        self.order = topology.keyed
+        self.key_ups = topology.upstream_keyed
         self.peers = frozenset(p for p in range(n_workers) if p != me)
         self.epoch: Optional[int] = None
         self.got: dict = {s: set() for s in self.order}

@@ -11,44 +11,68 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..plan import KINDS, Step, StepKind
+from .runtime import Runtime
 from .watermarks import advance
 
 
-def fan_out(feeds: list) -> Callable[[Any], None]:
-    """One feed calling each of ``feeds`` in turn (the feed itself when there is one)."""
+def fan_out(feeds: list, ctx: Any) -> Callable[[Any], None]:
+    """One feed calling each of ``feeds`` in turn (the feed itself when there is one);
+    the last carries the value's weight, the others 0 (see runtime.py)."""
     if len(feeds) == 1:
         return feeds[0]
+    head, last = feeds[:-1], feeds[-1]
 
     def emit_all(v: Any) -> None:
-        for f in feeds:
+        w = ctx.w
+        ctx.w = 0
+        for f in head:
             f(v)
+        ctx.w = w
+        last(v)
 
     return emit_all
 
 
-def build(rt: Any) -> tuple[list, list]:
+def build(rt: Runtime) -> tuple[list, list]:
     """Return (entry, remote): per step id, the feed used by upstream steps on this
     worker, and the feed used for values arriving from other workers."""
     steps = rt.plan.steps
     entry: list = [None] * len(steps)
     remote: list = [None] * len(steps)
     for step in reversed(steps):  # ids are topological: children come later
-        if step.kind == "sink":
-            entry[step.id] = rt.sink_buffers[step.id].append
+        if step.is_sink:
+            entry[step.id] = _make_sink(step, rt)
             continue
-        emit = fan_out([entry[c] for c in step.children])
+        emit = fan_out([entry[c] for c in step.children], rt.ctx)
         make = _MAKERS[step.kind]
         entry[step.id], remote[step.id] = make(step, emit, rt)
     return entry, remote
 
 
-def _user_fn(step: Any, rt: Any) -> Callable:
+def _make_sink(step: Step, rt: Runtime) -> Callable:
+    """A sink's feed: its buffer's append, and the weights reaching it where values
+    may weigh 0."""
+    append = rt.sink_buffers[step.id].append
+    if not rt.weighted:
+        return append
+    cell, ctx = rt.sink_w[step.id], rt.ctx
+
+    def sink(v: Any) -> None:
+        append(v)
+        cell[0] += ctx.w
+
+    return sink
+
+
+def _user_fn(step: Step, rt: Runtime) -> Callable:
     """The step's function, timed per call when metrics are on (see timing.py)."""
     return rt.step_timer(step.id, step.fn) if rt.timing else step.fn
 
 
-def _make_map(step: Any, emit: Callable, rt: Any) -> tuple:
+def _make_map(step: Step, emit: Callable, rt: Runtime) -> tuple:
     f, on_error, filtered, i = _user_fn(step, rt), rt.on_error, rt.filtered, step.id
+    done, ctx = rt.done, rt.ctx
 
     def feed(v: Any) -> None:
         try:
@@ -60,11 +84,35 @@ def _make_map(step: Any, emit: Callable, rt: Any) -> tuple:
             emit(out)
         else:
             filtered[i] += 1
+            done[0] += ctx.w
 
     return feed, feed
 
 
-def _make_multi(step: Any, emit: Callable, rt: Any) -> tuple:
+def _emit_list(outs: Any, emit: Callable, rt: Runtime, step: Step) -> None:
+    """Emit a multi step's list: None items are dropped (as in Wallaroo) and counted as
+    filtered; the last item carries the message's weight (see runtime.py)."""
+    ctx, filtered, i = rt.ctx, rt.filtered, step.id
+    w = ctx.w
+    if not outs:
+        rt.done[0] += w
+        return
+    ctx.w = 0
+    for o in outs[:-1]:
+        if o is not None:
+            emit(o)
+        else:
+            filtered[i] += 1
+    ctx.w = w
+    last = outs[-1]
+    if last is not None:
+        emit(last)
+    else:
+        filtered[i] += 1
+        rt.done[0] += w
+
+
+def _make_multi(step: Step, emit: Callable, rt: Runtime) -> tuple:
     f, on_error, filtered, i = _user_fn(step, rt), rt.on_error, rt.filtered, step.id
 
     def feed(v: Any) -> None:
@@ -75,9 +123,9 @@ def _make_multi(step: Any, emit: Callable, rt: Any) -> tuple:
             return
         if outs is None:
             filtered[i] += 1
+            rt.done[0] += rt.ctx.w
         elif type(outs) is list or isinstance(outs, (list, tuple)):
-            for o in outs:
-                emit(o)
+            _emit_list(outs, emit, rt, step)
         else:
             on_error(step, None, v, TypeError(
                 f"a multi computation must return a list (or None), got {type(outs).__name__}"))
@@ -85,13 +133,14 @@ def _make_multi(step: Any, emit: Callable, rt: Any) -> tuple:
     return feed, feed
 
 
-def _keyed(step: Any, run: Callable, rt: Any) -> tuple:
+def _keyed(step: Step, run: Callable, rt: Runtime) -> tuple:
     """Wrap ``run(v, key)`` with key extraction and routing to the owning worker."""
     keyf, on_error, me = step.key_fn, rt.on_error, rt.me
     owners, cache, miss = rt.owners, rt.slot_cache, rt.slot_miss
     pend = rt.pending[step.id]
     pend_et = rt.pending_et[step.id] if rt.track_event_time else None
     pend_wm = rt.pending_wm[step.id] if rt.track_wm else None
+    pend_w = rt.pending_w[step.id] if rt.weighted else None
     ctx = rt.ctx
 
     def entry(v: Any) -> None:
@@ -119,6 +168,8 @@ def _keyed(step: Any, run: Callable, rt: Any) -> tuple:
                 pend_et[w].append(ctx.et)
             if pend_wm is not None:
                 pend_wm[w].append(ctx.wm)
+            if pend_w is not None:
+                pend_w[w].append(ctx.w)
 
     def remote(v: Any) -> None:
         try:
@@ -131,12 +182,12 @@ def _keyed(step: Any, run: Callable, rt: Any) -> tuple:
     return entry, remote
 
 
-def _make_state(step: Any, emit: Callable, rt: Any) -> tuple:
+def _make_state(step: Step, emit: Callable, rt: Runtime) -> tuple:
     f, cls, on_error, filtered, i = (_user_fn(step, rt), step.state_cls, rt.on_error,
                                      rt.filtered, step.id)
     states = rt.states[step.id]
-    multi = step.kind == "state_multi"
-    table, ctx = rt.wm_tables.get(step.id), rt.ctx
+    multi = step.info.multi
+    table, ctx, done = rt.wm_tables.get(step.id), rt.ctx, rt.done
 
     def run(v: Any, k: Any) -> None:
         if table is not None:  # upstream of a window: keep its watermark for forwarding
@@ -155,11 +206,11 @@ def _make_state(step: Any, emit: Callable, rt: Any) -> tuple:
             return
         if out is None:
             filtered[i] += 1
+            done[0] += ctx.w
         elif not multi:
             emit(out)
         elif isinstance(out, (list, tuple)):
-            for o in out:
-                emit(o)
+            _emit_list(out, emit, rt, step)
         else:
             on_error(step, k, v, TypeError(
                 f"a multi computation must return a list (or None), got {type(out).__name__}"))
@@ -167,8 +218,8 @@ def _make_state(step: Any, emit: Callable, rt: Any) -> tuple:
     return _keyed(step, run, rt)
 
 
-def _make_window(step: Any, emit: Callable, rt: Any) -> tuple:
-    runner, on_error, ctx = rt.windows[step.id], rt.on_error, rt.ctx
+def _make_window(step: Step, emit: Callable, rt: Runtime) -> tuple:
+    runner, on_error, ctx, done = rt.windows[step.id], rt.on_error, rt.ctx, rt.done
     table = rt.wm_tables.get(step.id)
     rt.window_emits[step.id] = emit
 
@@ -179,10 +230,11 @@ def _make_window(step: Any, emit: Callable, rt: Any) -> tuple:
             if new is not None:
                 rt.emit_window_outputs(step, advance(runner, new), before)
         try:
-            outs = runner.on_message(k, v, ctx.et)
+            outs = runner.on_message(k, v, ctx.et, ctx.origin)
         except Exception as e:
             on_error(step, k, v, e)
             return
+        done[0] += ctx.w  # absorbed: the message's journey ends in the window
         if outs:
             rt.emit_window_outputs(step, outs, ctx.wm)
 
@@ -190,9 +242,10 @@ def _make_window(step: Any, emit: Callable, rt: Any) -> tuple:
 
 
 _MAKERS = {
-    "map": _make_map,
-    "multi": _make_multi,
-    "state": _make_state,
-    "state_multi": _make_state,
-    "window": _make_window,
+    StepKind.MAP: _make_map,
+    StepKind.MULTI: _make_multi,
+    StepKind.STATE: _make_state,
+    StepKind.STATE_MULTI: _make_state,
+    StepKind.WINDOW: _make_window,
 }
+assert set(_MAKERS) | {StepKind.SINK} == set(KINDS), "every step kind needs a maker"

@@ -17,33 +17,24 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from ..plan import keyed_order, reached_keyed, upstreams
+from ..plan import Plan
 
 NEG_INF = -math.inf
 
 
-def watermark_steps(plan: Any) -> set:
-    """Keyed steps that need watermarks: windows (range windows fire on them, every
-    kind fires what is open at the end of the stream) and keyed steps upstream of one."""
-    need = {s.id for s in plan.steps if s.kind == "window"}
-    for sid in reversed(keyed_order(plan)):
-        if reached_keyed(plan, plan.steps[sid].children) & need:
-            need.add(sid)
-    return need
-
-
-def channels(plan: Any, n_workers: int, assign: dict, steps: set) -> dict:
-    """step -> {source id -> set of workers whose channel can carry its data there}."""
-    ups = upstreams(plan)
+def channels(plan: Plan, n_workers: int, assign: dict) -> dict:
+    """Watermarked step -> {source id -> workers whose channel can carry its data there}:
+    a source's own worker when it feeds the step directly, every worker when its data
+    passed an earlier keyed step (which may have routed it anywhere)."""
+    topo = plan.topology
     sources_of: dict = {}
-    for sid in keyed_order(plan):
-        srcs, keyed = ups[sid]
-        mine = {src: {assign[src]} for src in srcs}
-        for u in keyed:
+    for sid in topo.keyed:
+        mine = {src: set(assign[src]) for src in topo.upstream_sources[sid]}
+        for u in topo.upstream_keyed[sid]:
             for src in sources_of.get(u, {}):
                 mine[src] = set(range(n_workers))
         sources_of[sid] = mine
-    return {sid: sources_of[sid] for sid in steps}
+    return {sid: sources_of[sid] for sid in topo.watermarked}
 
 
 def advance(runner: Any, wm: float) -> Any:

@@ -23,9 +23,12 @@ their snapshot, so they stay exact even under a lagging watermark.
 Outputs are what ``Aggregation.output`` returned (None filtered out), as a list,
 or an empty tuple when nothing fired (no allocation); with ``with_keys=True``
 each is ``(key, output, event_time_ns)``, the event time being window end - 1
-for range windows and None otherwise.
+for range windows and the newest message's event time for count and event
+windows; with ``with_origin=True`` each is ``(key, output, event_time_ns, origin)``,
+origin being the newest origin among the window's messages (engine/runtime.py).
 
-Range windows: [k*slide, k*slide + range) for every integer k. Each key keeps
+Range windows: [k*slide, k*slide + range) for every integer k (with per-key
+alignment, Wallaroo's way: shifted by the key's offset, see RangeRunner). Each key keeps
 panes of gcd(range, slide) ns; a window is the ``combine`` of its panes. Only
 windows holding at least one message fire. Window k fires once the watermark is
 >= its end + delay (a heap holds one live entry per key: its earliest pending
@@ -47,146 +50,85 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Any, Iterable, NamedTuple, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
-INFINITY = math.inf  # the watermark that closes every range window
-_MISSING = object()
-_NOTHING: tuple = ()
-
-
-class Window(NamedTuple):
-    """What a three-parameter ``output(key, acc, window)`` receives.
-
-    Range windows: event time in ns, [start, end). Count and event windows: the
-    key's message ordinals, [start, end) (the first message of a key is 0).
-    """
-
-    start: int
-    end: int
-
-
-def _keeping_acc(update: Any) -> Any:
-    """Wallaroo's own examples mutate the accumulator in ``update`` and return None:
-    then the (mutated) accumulator is the result."""
-
-    def upd(value: Any, acc: Any) -> Any:
-        r = update(value, acc)
-        return acc if r is None else r
-
-    return upd
-
-
-def _is_immutable(x: Any) -> bool:
-    """True if ``update`` cannot have mutated ``x`` (None is excluded: it is
-    usually a placeholder for a mutable accumulator made on first use)."""
-    t = type(x)
-    if t in (int, float, complex, bool, str, bytes):
-        return True
-    if t is tuple or t is frozenset or (isinstance(x, tuple) and hasattr(t, "_fields")):
-        return all(_is_immutable(i) for i in x)
-    return False
-
-
-class _Runner:
-    """What every kind shares: the aggregation's methods, output and errors."""
-
-    kind = ""
-
-    def __init__(self, spec: Any, with_keys: bool) -> None:
-        agg = spec.agg
-        self.name: str = spec.name
-        self._initial = agg.initial_accumulator
-        self._update = _keeping_acc(agg.update)
-        self._combine = agg.combine
-        self._output = agg.output
-        self._with_window = bool(spec.output_takes_window)
-        self._with_keys = with_keys
-        try:
-            self._atomic = bool(spec.atomic_update) or _is_immutable(agg.initial_accumulator())
-        except Exception:
-            self._atomic = False
-        self.late = 0
-        self.dropped = 0
-        self.errors: list = []
-        self.watermark: float = -math.inf
-
-    def _fold(self, value: Any, acc: Any) -> Any:
-        """``update(value, acc)`` that leaves ``acc`` untouched if it raises."""
-        if acc is _MISSING:
-            return self._update(value, self._initial())
-        if self._atomic:
-            return self._update(value, acc)
-        return self._combine(acc, self._update(value, self._initial()))
-
-    def _emit(self, out: list, key: Any, acc: Any, start: Any, end: Any, ts: Any) -> None:
-        try:
-            if self._with_window:
-                r = self._output(key, acc, Window(start, end))
-            else:
-                r = self._output(key, acc)
-        except Exception as e:
-            self.errors.append((key, e))
-            return
-        if r is not None:
-            out.append((key, r, ts) if self._with_keys else r)
-
-    def take_errors(self) -> list:
-        """Errors raised by ``output`` since the last call, as (key, exception)."""
-        errors, self.errors = self.errors, []
-        return errors
-
-    def on_trigger(self, key: Any = None) -> Sequence:
-        raise ValueError(
-            f"window step {self.name!r} has {self.kind} windows; triggers apply to "
-            f"event_windows() steps only")
+from .sessions import SessionRunner
+from .window_base import _MISSING, _NOTHING, INFINITY, Window, _Runner  # noqa: F401 (re-exported)
 
 
 class _RangeKey:
-    """One key's range-window state."""
+    """One key's range-window state. Pane and window indices count from ``off``:
+    window k is [k*slide + off, k*slide + off + range)."""
 
-    __slots__ = ("panes", "next", "due", "token")
+    __slots__ = ("panes", "next", "due", "token", "off", "origins")
 
-    def __init__(self, next_k: float) -> None:
+    def __init__(self, next_k: float, off: int = 0) -> None:
         self.panes: dict = {}  # pane index -> accumulator
         self.next = next_k  # no window below this index will fire for this key
         self.due = 0  # index of the key's earliest pending window
         self.token = -1  # seq of the key's live heap entry (-1: none)
+        self.off = off  # the key's alignment (0: windows aligned to the epoch)
+        self.origins: dict = {}  # pane index -> newest origin of its messages (with_origin)
 
 
 class RangeRunner(_Runner):
-    """Tumbling and sliding event-time windows with delay and late-data policies."""
+    """Tumbling and sliding event-time windows with delay and late-data policies.
+
+    Windows are aligned to the epoch, or, with ``spec.align == "key"`` (Wallaroo's
+    way), to each key's first message: a key that holds no window state anchors its
+    windows at max(watermark, the message's event time), modulo the slide.
+    """
 
     kind = "range"
 
-    def __init__(self, spec: Any, with_keys: bool = False) -> None:
-        super().__init__(spec, with_keys)
+    def __init__(self, spec: Any, with_keys: bool = False, with_origin: bool = False) -> None:
+        super().__init__(spec, with_keys, with_origin)
         self._range = spec.range_ns
         self._slide = spec.slide_ns
         self._delay = spec.delay_ns
         self._pane = spec.pane_ns
         self._tumbling = self._range == self._slide
         self._policy = spec.late_data_policy
+        self._by_key = getattr(spec, "align", "epoch") == "key"
         self._keys: dict = {}
         self._heap: list = []  # (fire_at_ns, seq, key); stale entries skipped on pop
         self._seq = 0
-        self._k_open: float = -math.inf  # lowest window index the watermark has not closed
+        self._k_open: float = -math.inf  # lowest window index (offset 0) not closed
 
-    def on_message(self, key: Any, value: Any, event_time_ns: int) -> Sequence:
-        """Add one message; returns outputs only for late messages under fire_per_message."""
+    def _open(self, off: int) -> float:
+        """The lowest window index the watermark has not closed, for offset ``off``."""
+        wm = self.watermark
+        if off == 0 or not math.isfinite(wm):
+            return self._k_open
+        return (wm - off - self._range - self._delay) // self._slide + 1
+
+    def _anchor(self, event_time_ns: int) -> int:
+        """A new key's offset: Wallaroo starts its windows at the watermark it sees."""
+        wm = self.watermark
+        t = event_time_ns if not math.isfinite(wm) or event_time_ns > wm else wm
+        return t % self._slide
+
+    def on_message(self, key: Any, value: Any, event_time_ns: int,
+                   origin: Optional[int] = None) -> Sequence:
+        """Add one message; returns outputs only for late messages under fire-per-message."""
+        st = self._keys.get(key)
         try:
-            k = event_time_ns // self._slide  # newest window holding the message
+            off = st.off if st is not None else (
+                self._anchor(event_time_ns) if self._by_key else 0)
+            t = event_time_ns - off
+            k = t // self._slide  # newest window holding the message
         except TypeError:
             raise TypeError(
                 f"window step {self.name!r}: range windows need each message's event time "
                 f"as int ns, got {event_time_ns!r}; give the source an event_time") from None
-        st = self._keys.get(key)
+        k_open = self._k_open if off == 0 else self._open(off)
         if st is None:
-            if k < self._k_open:
-                return self._on_late(key, value, k, st)
-        elif k < self._k_open or k < st.next:
-            return self._on_late(key, value, k, st)
+            if k < k_open:
+                return self._on_late(key, value, k, st, off, origin)
+        elif k < k_open or k < st.next:
+            return self._on_late(key, value, k, st, off, origin)
         else:
-            p = k if self._tumbling else event_time_ns // self._pane
+            p = k if self._tumbling else t // self._pane
             panes = st.panes
             acc = panes.get(p, _MISSING)
             if acc is not _MISSING:
@@ -194,18 +136,31 @@ class RangeRunner(_Runner):
                     panes[p] = self._update(value, acc)
                 else:
                     panes[p] = self._combine(acc, self._update(value, self._initial()))
+                if origin is not None:
+                    self._note(st, p, origin)
                 return _NOTHING
-        p = k if self._tumbling else event_time_ns // self._pane
-        self._new_pane(key, st, p, self._update(value, self._initial()))
+        p = k if self._tumbling else t // self._pane
+        st = self._new_pane(key, st, p, self._update(value, self._initial()), off)
+        if origin is not None:
+            self._note(st, p, origin)
         return _NOTHING
 
-    def _new_pane(self, key: Any, st: Optional[_RangeKey], p: int, acc: Any) -> None:
+    @staticmethod
+    def _note(st: _RangeKey, p: int, origin: int) -> None:
+        """Keep the newest origin of pane ``p``'s messages."""
+        o = st.origins.get(p)
+        if o is None or origin > o:
+            st.origins[p] = origin
+
+    def _new_pane(self, key: Any, st: Optional[_RangeKey], p: int, acc: Any,
+                  off: int) -> _RangeKey:
         if st is None:
-            st = self._keys[key] = _RangeKey(-math.inf)
+            st = self._keys[key] = _RangeKey(-math.inf, off)
         st.panes[p] = acc
-        cand = max(self._first_window(p), st.next, self._k_open)
+        cand = max(self._first_window(p), st.next, self._open(off))
         if st.token < 0 or cand < st.due:
             self._schedule(key, st, cand)
+        return st
 
     def _first_window(self, p: int) -> int:
         """Index of the first window holding pane ``p``."""
@@ -214,28 +169,33 @@ class RangeRunner(_Runner):
     def _schedule(self, key: Any, st: _RangeKey, k: Any) -> None:
         self._seq += 1
         st.due, st.token = k, self._seq
-        heapq.heappush(self._heap, (k * self._slide + self._range + self._delay, self._seq, key))
+        fire_at = k * self._slide + st.off + self._range + self._delay
+        heapq.heappush(self._heap, (fire_at, self._seq, key))
 
-    def _on_late(self, key: Any, value: Any, k: int, st: Optional[_RangeKey]) -> Sequence:
+    def _on_late(self, key: Any, value: Any, k: int, st: Optional[_RangeKey],
+                 off: int, origin: Optional[int] = None) -> Sequence:
         self.late += 1
-        if self._policy == "fire_per_message":
+        if self._policy == "fire-per-message":
             acc = self._update(value, self._initial())
             out: list = []
-            start = k * self._slide
-            self._emit(out, key, acc, start, start + self._range, start + self._range - 1)
+            start = k * self._slide + off
+            self._emit(out, key, acc, start, start + self._range, start + self._range - 1,
+                       origin)
             return out
-        oldest = max(self._k_open, st.next if st is not None else -math.inf)
+        oldest = max(self._open(off), st.next if st is not None else -math.inf)
         if self._policy == "drop" or oldest == math.inf:
             self.dropped += 1
             return _NOTHING
-        # place_in_oldest_window: as if its event time were the oldest open window's
+        # place-in-oldest-window: as if its event time were the oldest open window's
         # start; that pane belongs to no other window still open.
         p = oldest * self._slide // self._pane
         acc = st.panes.get(p, _MISSING) if st is not None else _MISSING
         if acc is _MISSING:
-            self._new_pane(key, st, p, self._fold(value, acc))
+            st = self._new_pane(key, st, p, self._fold(value, acc), off)
         else:
             st.panes[p] = self._fold(value, acc)
+        if origin is not None:
+            self._note(st, p, origin)
         return _NOTHING
 
     def on_watermark(self, wm_ns: float) -> Sequence:
@@ -259,11 +219,13 @@ class RangeRunner(_Runner):
 
     def _fire(self, key: Any, st: _RangeKey, out: list) -> None:
         """Fire the key's window ``st.due``, drop panes no later window needs, reschedule."""
-        k, panes = st.due, st.panes
+        k, panes, origins = st.due, st.panes, st.origins
         start = k * self._slide
         end = start + self._range
+        origin = None
         if self._tumbling:
             acc = panes.pop(k)
+            origin = origins.pop(k, None)
         else:
             acc = self._initial()
             keep = (start + self._slide) // self._pane  # no later window needs panes below
@@ -272,8 +234,12 @@ class RangeRunner(_Runner):
                     break
                 if p * self._pane >= start:
                     acc = self._combine(acc, panes[p])
+                    o = origins.get(p)
+                    if o is not None and (origin is None or o > origin):
+                        origin = o
                 if p < keep:
                     del panes[p]
+                    origins.pop(p, None)
         st.next, st.token = k + 1, -1
         if panes:
             # windows the watermark has passed meanwhile still fire: they were open
@@ -281,7 +247,7 @@ class RangeRunner(_Runner):
             self._schedule(key, st, max(self._first_window(min(panes)), st.next))
         else:
             del self._keys[key]
-        self._emit(out, key, acc, start, end, end - 1)
+        self._emit(out, key, acc, start + st.off, end + st.off, end + st.off - 1, origin)
 
     def flush_all(self) -> Sequence:
         """End of stream: the watermark goes to infinity and every window fires."""
@@ -300,11 +266,11 @@ class RangeRunner(_Runner):
             st = self._keys.get(key)
             if st is None:
                 continue
-            nxt = max(st.next, self._k_open)
+            nxt = max(st.next, self._open(st.off))
             if st.token >= 0:
                 nxt = min(nxt, st.due)
-            panes = [(p * self._pane, acc) for p, acc in sorted(st.panes.items())]
-            out[key] = {"next": nxt, "panes": panes}
+            panes = [(p * self._pane + st.off, acc) for p, acc in sorted(st.panes.items())]
+            out[key] = {"next": nxt, "panes": panes, "off": st.off}
         return out
 
     def restore(self, states: dict) -> None:
@@ -312,9 +278,9 @@ class RangeRunner(_Runner):
         due fire at the next ``on_watermark`` call, even with an unchanged value."""
         for key, s in states.items():
             self._keys.pop(key, None)
-            st = _RangeKey(s["next"])
+            st = _RangeKey(s["next"], s.get("off", 0))
             for start, acc in s["panes"]:
-                st.panes[start // self._pane] = acc
+                st.panes[(start - st.off) // self._pane] = acc
             if st.panes:
                 self._keys[key] = st
                 self._schedule(key, st, max(self._first_window(min(st.panes)), st.next))
@@ -334,9 +300,10 @@ class RangeRunner(_Runner):
         return rows
 
     def _pending(self, st: _RangeKey) -> list:
-        ps = sorted(st.panes)
+        ps, off = sorted(st.panes), st.off
         if self._tumbling:
-            return [(p * self._slide, p * self._slide + self._range, st.panes[p]) for p in ps]
+            return [(p * self._slide + off, p * self._slide + off + self._range, st.panes[p])
+                    for p in ps]
         wins = []
         last = ps[-1] * self._pane // self._slide
         for k in range(st.due, last + 1):
@@ -346,23 +313,33 @@ class RangeRunner(_Runner):
                 acc = self._initial()
                 for a in inside:
                     acc = self._combine(acc, a)
-                wins.append((start, end, acc))
+                wins.append((start + off, end + off, acc))
         return wins
 
 
 class SequenceRunner(_Runner):
     """Count windows (fire every ``count`` messages of a key) and event windows
-    (fire on a trigger). Per key: [accumulator, messages in window, first ordinal]."""
+    (fire on a trigger). Per key: [accumulator, messages in window, first ordinal,
+    newest event time, newest origin] (the last two of the open window's messages:
+    its output carries them).
 
-    def __init__(self, spec: Any, with_keys: bool = False) -> None:
-        super().__init__(spec, with_keys)
+    Count windows with a timeout (Wallaroo's step timer) also fire every key's
+    partial window whenever the watermark reaches the next tick: the first tick is
+    one timeout after the first finite watermark, the next one timeout after the
+    watermark that fired the last."""
+
+    def __init__(self, spec: Any, with_keys: bool = False, with_origin: bool = False) -> None:
+        super().__init__(spec, with_keys, with_origin)
         self.kind = spec.kind
         self._count = spec.count if spec.kind == "count" else -1
+        self._timeout = getattr(spec, "timeout_ns", None) if spec.kind == "count" else None
+        self._tick: float = math.inf  # the watermark at which partial windows fire next
         self._pred = spec.fire_when if spec.kind == "event" else None
         self._include = bool(getattr(spec, "trigger_in_closing_window", True))
         self._keys: dict = {}
 
-    def on_message(self, key: Any, value: Any, event_time_ns: Any = None) -> Sequence:
+    def on_message(self, key: Any, value: Any, event_time_ns: Any = None,
+                   origin: Optional[int] = None) -> Sequence:
         """Add one message; returns the outputs of the window it closed, if any.
         An exception from the fire_when predicate or ``update`` propagates, unharmed."""
         fire = self._pred is not None and self._pred(value)
@@ -371,23 +348,27 @@ class SequenceRunner(_Runner):
             acc = self._update(value, self._initial())
             out: list = []
             if st is None:
-                st = self._keys[key] = [None, 0, 0]
+                st = self._keys[key] = [None, 0, 0, None, None]
             elif st[1]:
                 self._close(key, st, out)
-            st[0], st[1] = acc, 1
+            st[0], st[1], st[3], st[4] = acc, 1, event_time_ns, origin
             return out
         if st is None:
             acc = self._update(value, self._initial())
-            st = self._keys[key] = [acc, 1, 0]
+            st = self._keys[key] = [acc, 1, 0, event_time_ns, origin]
         elif st[1] == 0:
             st[0] = self._update(value, self._initial())
-            st[1] = 1
+            st[1], st[3], st[4] = 1, event_time_ns, origin
         else:
             if self._atomic:
                 st[0] = self._update(value, st[0])
             else:
                 st[0] = self._combine(st[0], self._update(value, self._initial()))
             st[1] += 1
+            if event_time_ns is not None and (st[3] is None or event_time_ns > st[3]):
+                st[3] = event_time_ns
+            if origin is not None and (st[4] is None or origin > st[4]):
+                st[4] = origin
         if fire or st[1] == self._count:
             out = []
             self._close(key, st, out)
@@ -395,9 +376,9 @@ class SequenceRunner(_Runner):
         return _NOTHING
 
     def _close(self, key: Any, st: list, out: list) -> None:
-        acc, n, start = st
-        st[0], st[1], st[2] = None, 0, start + n
-        self._emit(out, key, acc, start, start + n, None)
+        acc, n, start, et, origin = st
+        st[0], st[1], st[2], st[3], st[4] = None, 0, start + n, None, None
+        self._emit(out, key, acc, start, start + n, et, origin)
 
     def on_trigger(self, key: Any = None) -> Sequence:
         """Fire ``key``'s open window (every key's if None); empty windows do not fire."""
@@ -417,9 +398,21 @@ class SequenceRunner(_Runner):
         return self._close_keys(list(self._keys))
 
     def on_watermark(self, wm_ns: float) -> Sequence:
-        """Count and event windows ignore time."""
-        self.watermark = max(self.watermark, wm_ns)
-        return _NOTHING
+        """Event windows ignore time; count windows with a timeout fire every key's
+        partial window when the watermark reaches the next tick."""
+        if wm_ns <= self.watermark:
+            return _NOTHING
+        first = self.watermark == -math.inf
+        self.watermark = wm_ns
+        if self._timeout is None or wm_ns == math.inf:
+            return _NOTHING
+        if first:
+            self._tick = wm_ns + self._timeout
+            return _NOTHING
+        if wm_ns < self._tick:
+            return _NOTHING
+        self._tick = wm_ns + self._timeout
+        return self._close_all()
 
     def flush_all(self) -> Sequence:
         """End of stream: every open window fires, partial count windows included."""
@@ -430,18 +423,18 @@ class SequenceRunner(_Runner):
         return list(self._keys)
 
     def snapshot(self, keys: Optional[Iterable] = None) -> dict:
-        """key -> {"acc", "n", "start"} (accumulators shared, not copied)."""
+        """key -> {"acc", "n", "start", "et"} (accumulators shared, not copied)."""
         out = {}
         for key in self._keys if keys is None else keys:
             st = self._keys.get(key)
             if st is not None:
-                out[key] = {"acc": st[0], "n": st[1], "start": st[2]}
+                out[key] = {"acc": st[0], "n": st[1], "start": st[2], "et": st[3]}
         return out
 
     def restore(self, states: dict) -> None:
         """Install keys' state from ``snapshot`` (replacing theirs)."""
         for key, s in states.items():
-            self._keys[key] = [s["acc"], s["n"], s["start"]]
+            self._keys[key] = [s["acc"], s["n"], s["start"], s.get("et"), None]
 
     def drop_keys(self, keys: Iterable) -> None:
         """Forget keys (they moved to another worker)."""
@@ -454,10 +447,12 @@ class SequenceRunner(_Runner):
                  "accumulator": st[0]} for key, st in self._keys.items() if st[1]]
 
 
-def make_window_runner(spec: Any, with_keys: bool = False) -> Any:
+def make_window_runner(spec: Any, with_keys: bool = False, with_origin: bool = False) -> Any:
     """The runner for one window step on one worker (see the module docstring)."""
     if spec.kind == "range":
-        return RangeRunner(spec, with_keys)
+        return RangeRunner(spec, with_keys, with_origin)
     if spec.kind in ("count", "event"):
-        return SequenceRunner(spec, with_keys)
+        return SequenceRunner(spec, with_keys, with_origin)
+    if spec.kind == "session":
+        return SessionRunner(spec, with_keys, with_origin)
     raise ValueError(f"window step {spec.name!r}: unknown window kind {spec.kind!r}")

@@ -1,6 +1,7 @@
 """Worker side of metrics: latency histograms and event counters, sent as deltas.
 
-A worker records into a `Recorder` on its event loop thread and, about once a
+A worker records into a `Recorder` on its event loop thread (the driver into a
+`SharedRecorder`, from two threads) and, about once a
 second (`due()`), sends `take_delta()` to the driver, which feeds it to
 `MetricsStore.add`. Not thread-safe by design (no lock on the hot path): call
 `record`, `count` and `take_delta` from the same thread. Standard library only.
@@ -12,11 +13,12 @@ Delta wire format (msgpack-able, lists only, str/int only):
 
 from __future__ import annotations
 
+import threading
 import time
 
 from .histogram import Histogram, record, to_wire
 
-CATEGORIES = ("computation", "pipeline", "worker")
+CATEGORIES = ("computation", "pipeline", "sink", "visible", "worker")
 SEND_INTERVAL = 1.0  # seconds between deltas
 
 
@@ -76,3 +78,19 @@ class Recorder:
         events = [[c, name, e, n] for (c, name, e), n in self._events.items() if n]
         self._events.clear()
         return {"hist": hists, "events": events}
+
+
+class SharedRecorder(Recorder):
+    """A Recorder that several threads record into (the driver's commit and I/O threads)."""
+
+    def __init__(self, interval: float = SEND_INTERVAL) -> None:
+        super().__init__(interval)
+        self._lock = threading.Lock()
+
+    def record(self, category: str, name: str, latency_ns: int, count: int = 1) -> None:
+        with self._lock:
+            super().record(category, name, latency_ns, count)
+
+    def take_delta(self, now: float | None = None) -> dict:
+        with self._lock:
+            return super().take_delta(now)

@@ -85,6 +85,9 @@ class MetricsStore:
         self._lock = threading.Lock()
         self._series: dict[Key, deque[_Second]] = {}
         self._last_prune = 0
+        # since the start, never pruned: what a Prometheus counter needs
+        self._totals: dict[Key, list] = {}  # key -> [messages, latency sum ns]
+        self._event_totals: dict[tuple[str, str, str, str], int] = {}
 
     # -- writing ---------------------------------------------------------------
 
@@ -97,10 +100,15 @@ class MetricsStore:
             for category, name, w in delta.get("hist", ()):
                 for who in (worker, ALL):
                     self._second((category, name, who), t).add_hist(w)
+                    total = self._totals.setdefault((category, name, who), [0, 0])
+                    total[0] += w["n"]
+                    total[1] += w["sum"]
             for category, name, event, n in delta.get("events", ()):
                 for who in (worker, ALL):
                     events = self._second((category, name, who), t).events
                     events[event] = events.get(event, 0) + n
+                    ek = (category, name, who, event)
+                    self._event_totals[ek] = self._event_totals.get(ek, 0) + n
             if t - self._last_prune >= 10:
                 self._prune(t)
 
@@ -150,7 +158,7 @@ class MetricsStore:
                 n_5m = _count(seconds, t_now - RETENTION_S, t_now)
                 start = max(t_now - RETENTION_S + 1, seconds[0].t) if seconds else t_now
                 n_1s = _count(seconds, t_now - 2, t_now - 1)
-                pct = hg.percentiles(h, QUANTILES)
+                pct = supported_percentiles(h)
                 rows.append((
                     *key, h.count, n_5m / max(1.0, now - start), float(n_1s),
                     _us(h.min if h.count else math.nan), *map(_us, pct),
@@ -183,7 +191,7 @@ class MetricsStore:
                 if wire is None or not wire["n"]:
                     rows.append((t, 0.0, *([math.nan] * len(QUANTILES))))
                 else:
-                    pct = hg.percentiles(hg.from_wire(wire), QUANTILES)
+                    pct = supported_percentiles(hg.from_wire(wire))
                     rows.append((t, float(wire["n"]), *map(_us, pct)))
         df = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
         df["time"] = pd.Series([datetime.fromtimestamp(t) for t in df["time"]], dtype="datetime64[us]")
@@ -216,6 +224,12 @@ class MetricsStore:
         ]
         return pd.DataFrame(rows, columns=list(BINS_COLUMNS)).astype({"count": "int64"})
 
+    def totals(self) -> tuple[dict, dict]:
+        """Since the start: (category, name, worker) -> (messages, latency sum ns), and
+        (category, name, worker, event) -> count."""
+        with self._lock:
+            return ({k: tuple(v) for k, v in self._totals.items()}, dict(self._event_totals))
+
     def counters(self, window: str | float = "5min", now: float | None = None) -> pd.DataFrame:
         """Named event counts (late, dropped, filtered, errors, ...) over `window`."""
         w = parse_window(window)
@@ -231,6 +245,15 @@ class MetricsStore:
                             totals[k] = totals.get(k, 0) + n
         rows = [(*k, n) for k, n in totals.items()]
         return pd.DataFrame(rows, columns=list(COUNTER_COLUMNS)).astype({"count": "int64"})
+
+
+def supported_percentiles(h: hg.Histogram) -> list:
+    """QUANTILES of ``h``, NaN for those its count cannot support: a q-percentile above
+    the median needs at least 1 / (1 - q) messages (100 for p99, 10,000 for p99.99),
+    else it would be the maximum under another name (the median of one is that one)."""
+    values = hg.percentiles(h, QUANTILES)
+    return [v if q <= 0.5 or h.count * (1 - q) >= 1 - 1e-9 else math.nan
+            for q, v in zip(QUANTILES, values)]
 
 
 def format_ns(ns: float) -> str:

@@ -1,7 +1,8 @@
 """The numbers written on the dataflow picture, from what the App answers.
 
 A node shows its latency and errors: a computation its p99 per call, a sink
-its pipeline's p99 from source to sink, over the view's window (from
+the p99 of its outputs from their origin (the `sink` category; apps without it
+fall back to the pipeline's), over the view's window (from
 `app.metrics(window)`), and the errors, late and dropped messages counted in
 that window (`app.metrics_counters(window)`). Sources show how many messages
 they have read and sinks how many they took, since the start (`app.flow()`).
@@ -83,6 +84,7 @@ def node_stats(topo: Topology, seen: Look) -> dict:
     """node key -> (text under the node's name, one fact a line; errors in the window)."""
     comp = _rows(seen.metrics, "computation")
     pipes = _rows(seen.metrics, "pipeline")
+    sinks = _rows(seen.metrics, "sink")
     events = _events(seen.counters)
     out = {}
     for node in topo.nodes:
@@ -94,7 +96,9 @@ def node_stats(topo: Topology, seen: Look) -> dict:
         elif node.kind in COMPUTATION_KINDS:
             parts.append(f"p99 {_latency(comp.get(node.name))}")
         elif node.kind == "sink":
-            parts.append(f"p99 {_latency(_pipeline_row(pipes, node.pipeline))} from source")
+            row = sinks.get(node.name)
+            row = _pipeline_row(pipes, node.pipeline) if row is None else row
+            parts.append(f"p99 {_latency(row)} from source")
             parts.append(_count_text(seen.totals.get(node.key), "out"))
         if node.kind not in ("source", "sink"):
             parts.append(f"{errors:,} error{'s' if errors != 1 else ''}")

@@ -36,10 +36,25 @@ def summary_html(status: dict, metrics: pd.DataFrame, window: str = "1min") -> s
     title = (f"<b>wallaroo_nb app {html.escape(str(status.get('name', '?')))}</b> "
              f"<span>({state}, up {html.escape(str(status.get('uptime_s', MISSING)))} s)</span>")
     parts = [f"<div class='wallaroo-nb-summary'>{title}", _table(cells)]
+    parts += [f"<div>{html.escape(line)}</div>" for line in notes(status)]
     if len(pipes) > 1:
         parts.append(_pipeline_table(pipes, window))
     parts.append("</div>")
     return "".join(parts)
+
+
+def notes(status: dict) -> list:
+    """Lines under the table: steps busy with one message for a while, and what the
+    driver dropped to stay bounded."""
+    out = [f"busy: step {b['step'] or '(engine)'!r} on worker {b['worker']} for "
+           f"{b['seconds']:.0f} s" + (f" on key {b['key']}" if b.get("key") else "")
+           for b in status.get("busy", ())]
+    if status.get("results_dropped"):
+        out.append(f"{status['results_dropped']:,} older results dropped from app.results() "
+                   "(the collector keeps the newest; CollectorSinkConfig(keep=None) keeps all)")
+    if status.get("errors_dropped"):
+        out.append(f"{status['errors_dropped']:,} older error records dropped (all are counted)")
+    return out
 
 
 def pipeline_rows(metrics: pd.DataFrame) -> pd.DataFrame:
