@@ -16,7 +16,6 @@ import wallaroo_nb as w
 from wallaroo_nb.notebook.graph_plot import ERROR_LINE, GraphPlot
 from wallaroo_nb.notebook.graph_stats import CountRates, Look, edge_labels, node_stats
 from wallaroo_nb.notebook.topology import topology
-from wallaroo_nb.plan import make_plan
 from wallaroo_nb.windows import Aggregation, count_windows, range_windows
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -66,7 +65,7 @@ def merged_plan():
     windows = both.key_by(lambda x: x % 2).to(count_windows(2).over(Count)).to_sinks(
         [w.CollectorSinkConfig(), w.CallbackSinkConfig(lambda values: None)])
     totals = both.collect().to(total).to_sink(w.CollectorSinkConfig())
-    return make_plan(w.build_application("merged", windows, totals))
+    return w.build_application("merged", windows, totals)
 
 
 def test_topology_lays_the_plan_out_left_to_right_and_marks_routing_hops():

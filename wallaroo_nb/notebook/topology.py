@@ -69,19 +69,25 @@ class Topology:
         return max(counts.values(), default=1)
 
 
+def kind_of(step: Any) -> str:
+    """The step's kind as a plain string ("map", "window", ...)."""
+    return str(step.kind)  # plan.StepKind prints as its value
+
+
 def hop_into(step: Any) -> str:
     """How messages reach `step`: routed by key, to one partition, or by a direct call."""
-    if step.kind not in KEYED_KINDS:
+    if kind_of(step) not in KEYED_KINDS:
         return "fused"
     return "key_by" if getattr(step, "key_fn", None) is not None else "one partition"
 
 
 def kind_label(step: Any) -> str:
-    """The step's kind in words; windows say which kind (range, count, event)."""
-    if step.kind == "window":
+    """The step's kind in words; windows say which kind (range, count, session, event)."""
+    kind = kind_of(step)
+    if kind == "window":
         spec_kind = getattr(getattr(step, "spec", None), "kind", "")
         return f"{spec_kind} window".strip()
-    return KIND_LABELS.get(step.kind, step.kind)
+    return KIND_LABELS.get(kind, kind)
 
 
 def topology(plan: Any) -> Topology:
@@ -101,7 +107,7 @@ def topology(plan: Any) -> Topology:
     rows = _rows(column, parents)
     nodes = [Node(("source", sp.id), sp.name, "source", "source", sp.pipeline,
                   0, rows[("source", sp.id)]) for sp in plan.sources]
-    nodes += [Node(("step", st.id), st.name, st.kind, kind_label(st), st.pipeline,
+    nodes += [Node(("step", st.id), st.name, kind_of(st), kind_label(st), st.pipeline,
                    column[("step", st.id)], rows[("step", st.id)]) for st in plan.steps]
     return Topology(nodes, edges)
 
