@@ -114,7 +114,8 @@ def test_numbers_come_from_metrics_counters_and_flow_counts():
             ("computation", "twice", "all", 8, 4.0, 1500.0),
             ("computation", "total", "all", 40, 20.0, 2.5),
             ("pipeline", "a", "all", 30, 15.0, 800.0),
-            ("pipeline", "b", "all", 30, 15.0, 2000.0)]),
+            ("pipeline", "b", "all", 30, 15.0, 2000.0),
+            ("sink", "collector", "all", 7, 3.0, 900.0)]),
         counters=pd.DataFrame([("computation", "total", "all", "errors", 3),
                                ("computation", "Count", "all", "late", 2)],
                               columns=["category", "name", "worker", "event", "count"]),
@@ -125,8 +126,9 @@ def test_numbers_come_from_metrics_counters_and_flow_counts():
     assert stats[key["twice"]] == ("p99 1.5 ms\n0 errors", 0)
     assert stats[key["total"]] == ("p99 2.5 µs\n3 errors", 3)
     assert stats[key["Count"]] == ("0 errors\n2 late", 0)
-    # a merged pipeline's sink shows its slower part; 7 taken since the start
-    assert stats[key["collector"]] == ("p99 2 ms from source\n7 out", 0)
+    # a sink shows its own p99 (the sink category); 7 taken since the start
+    assert stats[key["collector"]] == ("p99 900 µs from source\n7 out", 0)
+    # without a sink row, its pipeline's: a merged pipeline's slower part
     assert stats[key["collector (2)"]][0] == "p99 2 ms from source"
 
     live = {(topo.node(s).name, topo.node(d).name): t for (s, d), t in

@@ -18,8 +18,9 @@ from ..api import Pipeline, build_application
 from ..errors import BuildError, ErrorRecord, Recovering, StepError
 from ..metrics.store import MetricsStore
 from ..plan import Plan
-from ..protocol import Flow, Status
+from ..protocol import Status
 from .driver import Callbacks, Driver, Options
+from .live_views import LiveViews
 from .metrics_views import MetricsViews
 from .state import committed_parts, state_frame
 from .stores import ErrorStore, EventLog, ResultStore, collector_keep
@@ -31,7 +32,7 @@ ON_ERROR_MODES = ("record", "stop")
 FINAL_COMMIT_S = 30.0  # stop() waits this long for the last checkpoint to commit
 
 
-class App(MetricsViews):
+class App(MetricsViews, LiveViews):
     """A running (or stopped) application on worker processes: results, state, errors,
     windows, hot reload and lifecycle here; latency and throughput in MetricsViews."""
 
@@ -345,39 +346,6 @@ class App(MetricsViews):
 
         return window_controls(self, step)
 
-    # -- the notebook's live views -------------------------------------------------------
-
-    def flow(self) -> dict:
-        """Counts and watermarks from every worker, for the live views: messages each
-        source has read ({source id: n}) and each sink step has taken ({step id: n})
-        since the start, and each window step's watermark per worker ({step id: [ns,
-        ...]}, -inf before the first). Ids index app.plan.sources and app.plan.steps."""
-        flow: dict = {"sources": {sp.id: 0 for sp in self.plan.sources}, "sinks": {},
-                      "watermarks": {}}
-        part: Flow
-        for part in self._call("flow", timeout=5):
-            for sid, n in part.sources.items():
-                flow["sources"][sid] += n
-            for sid, n in part.sinks.items():
-                flow["sinks"][sid] = flow["sinks"].get(sid, 0) + n
-            for sid, wm in part.watermarks.items():
-                flow["watermarks"].setdefault(sid, []).append(wm)
-        return flow
-
-    def graph(self, interval: float = 1.0, window: str = "1min") -> Any:
-        """The dataflow as a live picture: sources, steps and sinks, each edge with its
-        rate, each step with its p99 latency and errors over ``window``."""
-        from ..notebook.graph_view import graph_view
-
-        return graph_view(self, interval=interval, window=window)
-
-    def window_timeline(self, step: str, interval: float = 0.25) -> Any:
-        """Event time against processing time for a range-window step, live: the
-        watermark and each window's span until it fires."""
-        from ..notebook.timeline import window_timeline
-
-        return window_timeline(self, step, interval=interval)
-
     def status(self) -> dict:
         """A summary: workers alive, events in and out, errors, filtered counts."""
         info = {"name": self.name, "running": self.running, "workers": self.workers,
@@ -409,12 +377,6 @@ class App(MetricsViews):
         except Exception:
             metrics = None
         return summary_html(self.status(), metrics)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
-        """In a kernel, the App shows itself as a live view: summary and dataflow graph."""
-        from ..notebook.graph_view import app_view_bundle
-
-        return app_view_bundle(self)
 
     def __repr__(self) -> str:
         return f"<App {self.name!r} workers={self.workers} {'running' if self.running else 'stopped'}>"
