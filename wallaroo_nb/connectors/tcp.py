@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # Counters that stats() always reports, zero until something happens.
 _SOURCE_COUNTERS = ("accepted", "closed", "refused", "bytes", "frames", "dropped", "oversize",
-                    "truncated", "idle_closed", "conn_errors")
+                    "truncated", "idle_closed", "evicted", "conn_errors")
 
 
 # -- source --------------------------------------------------------------------
@@ -53,7 +53,10 @@ class TCPSourceConfig(SourceConfig):
     ``max_frame`` bounds a payload in bytes; ``idle_timeout`` (seconds, None = never)
     closes a connection that sits that long without completing a frame, such as a
     client that connects and never sends; one quiet between whole frames is kept.
-    ``max_clients`` bounds open connections (more are accepted and closed at once).
+    ``max_clients`` bounds open connections. When a new connection comes at the cap,
+    the open connection that has gone longest without completing a frame gives way
+    to it (is closed), provided that is at least ``evict_after`` seconds (None: never
+    evict); otherwise the new connection is accepted and closed at once (refused).
     ``reuse_port`` lets several workers listen on the same port (Linux SO_REUSEPORT).
     ``valid`` and ``parallelism`` are Wallaroo 0.6 arguments, accepted and ignored.
     """
@@ -70,6 +73,7 @@ class TCPSourceConfig(SourceConfig):
         event_time: Optional[Callable[[Any], int]] = None,
         idle_timeout: Optional[float] = 30.0,
         max_clients: int = 128,
+        evict_after: Optional[float] = 1.0,
         recv_size: int = 65536,
         reuse_port: bool = False,
         valid: bool = True,
@@ -83,6 +87,7 @@ class TCPSourceConfig(SourceConfig):
         self.event_time = event_time
         self.idle_timeout = idle_timeout
         self.max_clients = max_clients
+        self.evict_after = evict_after
         self.recv_size = recv_size
         self.reuse_port = reuse_port
 
@@ -99,6 +104,8 @@ class TCPSourceConfig(SourceConfig):
             raise ValueError(f"{where}: max_frame must be a positive int, got {self.max_frame!r}")
         if self.idle_timeout is not None and not self.idle_timeout > 0:
             raise ValueError(f"{where}: idle_timeout must be > 0 or None")
+        if self.evict_after is not None and not self.evict_after >= 0:
+            raise ValueError(f"{where}: evict_after must be >= 0 or None")
         if self.max_clients < 1 or self.recv_size < 1:
             raise ValueError(f"{where}: max_clients and recv_size must be >= 1")
 
@@ -110,13 +117,14 @@ class TCPSourceConfig(SourceConfig):
 class _Client:
     """One accepted connection and the bytes read from it but not yet framed."""
 
-    __slots__ = ("sock", "peer", "parser", "stalled_since", "eof", "closed")
+    __slots__ = ("sock", "peer", "parser", "stalled_since", "last_frame", "eof", "closed")
 
     def __init__(self, sock: socket.socket, peer: str, parser: FrameParser, now: float) -> None:
         self.sock = sock
         self.peer = peer
         self.parser = parser
         self.stalled_since: Optional[float] = now  # when the pending partial frame began
+        self.last_frame = now  # when it last completed a frame (or connected)
         self.eof = False
         self.closed = False
 
@@ -154,7 +162,7 @@ class TCPSource(Source):
             if c.reuse_port and hasattr(socket, "SO_REUSEPORT"):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((c.host, tcp_port(c.port)))
-            sock.listen(min(c.max_clients, socket.SOMAXCONN))
+            sock.listen(socket.SOMAXCONN)  # a burst waits to be accepted (and refused), not in SYN retries
             sock.setblocking(False)
         except OSError as e:
             sock.close()
@@ -245,9 +253,10 @@ class TCPSource(Source):
                 self.errors.record("accept", "", e)
                 return
             peer = f"{addr[0]}:{addr[1]}"
-            if len(self.clients) >= self.config.max_clients:
+            if len(self.clients) >= self.config.max_clients and not self._make_room(now):
                 self.errors.record("connection", peer,
-                                   f"refused: max_clients={self.config.max_clients} reached")
+                                   f"refused: max_clients={self.config.max_clients} reached and "
+                                   f"no connection idle for evict_after={self.config.evict_after}s")
                 self.counts["refused"] += 1
                 sock.close()
                 continue
@@ -256,6 +265,22 @@ class TCPSource(Source):
             self.clients.append(_Client(sock, peer, parser, now))
             self._sel.register(sock, selectors.EVENT_READ)
             self.counts["accepted"] += 1
+
+    def _make_room(self, now: float) -> bool:
+        """At the cap: close the connection longest without a complete frame, if it has
+        been so for ``evict_after`` seconds; False if none qualifies."""
+        after = self.config.evict_after
+        idle = [cl for cl in self.clients if not cl.eof and not cl.parser.has_frame()]
+        if after is None or not idle:
+            return False
+        victim = min(idle, key=lambda cl: cl.last_frame)
+        quiet = now - victim.last_frame
+        if quiet < after:
+            return False
+        self.counts["evicted"] += 1
+        self._close_bad(victim, "idle", f"no complete frame for {quiet:.1f}s: gave way to a new "
+                                        f"connection at max_clients={self.config.max_clients}")
+        return True
 
     def _take(self, cl: _Client, out: list, limit: int, now: float, readable: bool) -> int:
         """Take up to ``limit`` frames from one client, reading its socket as needed.
@@ -273,6 +298,7 @@ class TCPSource(Source):
                 return took
             if payload is not None:
                 took += 1
+                cl.last_frame = now
                 self._decode(payload, out)
                 # Whatever follows is the start of a new frame, begun about now.
                 cl.stalled_since = now if cl.parser.buffered() else None
