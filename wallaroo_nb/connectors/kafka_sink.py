@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 ID_HEADER = "wallaroo_nb-id"  # "worker:epoch:index" on messages of committed epochs
 RESTORE_SCAN_QUIET_S = 1.0  # a partition is read to its end once it is quiet this long
 _COUNTERS = ("accepted", "delivered", "failed", "too_large")
+ROOM_POLL_S = 0.002  # outputs wait for room in librdkafka's queue: try again this soon
+REPORT_POLL_S = 0.05  # deliveries outstanding: serve their reports this often
 
 
 class KafkaSinkConfig(SinkConfig):
@@ -176,6 +178,7 @@ class KafkaSink(Sink):
         self.loose: deque = deque()
         self.next_offsets: dict = {}  # partition -> offset after our last delivered message
         self.worker = 0
+        self.last_pump = 0.0
 
     def open(self, worker: int) -> None:
         from confluent_kafka import Producer
@@ -266,9 +269,11 @@ class KafkaSink(Sink):
                 self.loose.extend(batch[k:])
                 break
         self.producer.poll(0)
+        self.last_pump = time.monotonic()
 
     def _pump(self) -> None:
         """Produce what waits, in order, until librdkafka's queue is full; serve reports."""
+        self.last_pump = time.monotonic()
         loose = self.loose
         while loose and self._write_one(loose[0], None):
             loose.popleft()
@@ -353,12 +358,15 @@ class KafkaSink(Sink):
         return not self.loose and not any(d.waiting() for d in self.delivering.values())
 
     def wait_hint(self) -> Optional[float]:
-        """Soon while outputs wait for room; every 50 ms while deliveries are due."""
+        """Seconds until the sink wants ``flush``: soon while outputs wait for room,
+        every 50 ms while deliveries are due (their reports), else None."""
         if not self.ready():
-            return 0.002
-        if self.producer is not None and (len(self.producer) or self.delivering):
-            return 0.05
-        return None
+            wait = ROOM_POLL_S
+        elif self.producer is not None and (len(self.producer) or self.delivering):
+            wait = REPORT_POLL_S
+        else:
+            return None
+        return max(0.0, self.last_pump + wait - time.monotonic())
 
     def flush(self) -> None:
         """Produce what waits as far as there is room, and serve delivery reports."""

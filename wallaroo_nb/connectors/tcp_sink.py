@@ -43,6 +43,8 @@ _COUNTERS = ("accepted", "sent", "sent_bytes", "acked", "resent", "restored", "d
              "dropped_bytes", "backpressure", "connect_attempts", "connects", "connect_failures",
              "disconnects")
 _INT = struct.Struct("i")
+ROOM_POLL_S = 0.005  # data waits for room in a full socket: look again this soon
+ACK_POLL_S = 0.01  # sent, not yet acknowledged: look again this soon
 
 
 class TCPSinkConfig(SinkConfig):
@@ -150,6 +152,7 @@ class TCPSink(Sink):
         self.backoff = config.reconnect_min
         self.was_up = False  # connected before: report the outage once
         self.was_ready = True
+        self.last_pump = 0.0
         self.addr = (config.host, tcp_port(config.port))
 
     def open(self, worker: int) -> None:
@@ -229,11 +232,12 @@ class TCPSink(Sink):
 
     def wait_hint(self) -> Optional[float]:
         """Seconds until the sink wants ``flush`` again (a retry, room, acks), or None."""
+        now = time.monotonic()
         if self.queue:
             if self.sock is None:
-                return max(0.0, self.next_attempt - time.monotonic())
-            return 0.005
-        return 0.01 if self.inflight else None
+                return max(0.0, self.next_attempt - now)
+            return max(0.0, self.last_pump + ROOM_POLL_S - now)
+        return max(0.0, self.last_pump + ACK_POLL_S - now) if self.inflight else None
 
     def close(self) -> None:
         """Try for ``close_timeout`` seconds to deliver the rest, then count it as dropped."""
@@ -297,7 +301,7 @@ class TCPSink(Sink):
     # -- the connection state machine
 
     def _pump(self) -> None:
-        now = time.monotonic()
+        self.last_pump = now = time.monotonic()
         if self.sock is None and now >= self.next_attempt:
             self._start_connect()
         if self.connecting:
