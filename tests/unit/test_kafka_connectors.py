@@ -298,3 +298,19 @@ def test_without_resilience_the_read_position_is_committed_periodically(kafka_br
                                      group=group, start_offset="committed"))
     produce(opened, kafka_broker, topic, ["0-5"])
     assert read_n(again, 1) == ["0-5"]
+
+
+def test_sink_write_never_waits_for_a_full_queue(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=1)
+    sink = opened(KafkaSinkConfig(topic, kafka_broker.bootstrap, lambda x: x,
+                                  config={"queue.buffering.max.messages": 300}))
+    items = [f"0-{i}" for i in range(3000)]
+    sink.write(items)  # returns with most of it waiting in the sink, not in librdkafka
+    assert sink.stats()["waiting"] > 0 and not sink.ready()
+    deadline = time.monotonic() + 20
+    while not (sink.ready() and sink.stats()["delivered"] == len(items)):
+        assert time.monotonic() < deadline, sink.stats()
+        time.sleep(max(sink.wait_hint() or 0, 0.001))
+        sink.flush()
+    src = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=bytes.decode))
+    assert read_n(src, len(items)) == items  # all, once, in order

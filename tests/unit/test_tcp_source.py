@@ -235,6 +235,17 @@ def test_at_the_cap_a_new_client_is_refused_while_all_are_busy(make_source, conn
     assert pump(src, count(1)) == ["a"]
 
 
+@pytest.mark.parametrize("evict_after,evicted", [(None, 0), (0, 1)])
+def test_evict_after_none_never_evicts(make_source, connect, evict_after, evicted):
+    src = make_source(max_clients=1, evict_after=evict_after)
+    old = connect(src)
+    src.read(10)
+    new = connect(src)
+    pump(src, lambda o: src.stats()["refused"] + src.stats()["evicted"], timeout=3)
+    assert src.stats()["evicted"] == evicted and src.stats()["refused"] == 1 - evicted
+    assert closed_by_peer(new if evict_after is None else old)
+
+
 def test_a_burst_of_idle_connections_never_locks_out_a_real_client(make_source, connect):
     src = make_source(max_clients=4, evict_after=0.2)
     idle = [connect(src) for _ in range(10)]  # a burst: 4 fit, 6 are refused
