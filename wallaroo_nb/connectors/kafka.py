@@ -228,8 +228,12 @@ class KafkaSource(Source):
 
     # -- reading
 
-    def read(self, max_n: int) -> list:
-        """Up to ``max_n`` decoded messages; never blocks, never None (unbounded)."""
+    def read(self, max_n: int) -> Optional[list]:
+        """Up to ``max_n`` decoded messages; never blocks. None only for a share with no
+        partitions (more workers than partitions): it ends at once, so it never holds
+        event time back."""
+        if not self.offsets:
+            return None
         msgs = self.consumer.consume(num_messages=max_n, timeout=0)
         self._busy = len(msgs) >= max_n
         out = []
