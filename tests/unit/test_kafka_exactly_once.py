@@ -142,3 +142,18 @@ def test_the_producer_is_idempotent():
     assert cfg.producer_config(None)["enable.idempotence"] is True
     off = KafkaSinkConfig("t", "127.0.0.1:9", encode, config={"enable.idempotence": False})
     assert off.producer_config(None)["enable.idempotence"] is False  # the user's config wins
+
+
+def test_a_big_commit_goes_out_over_several_loop_turns(kafka_broker):
+    from wallaroo_nb.connectors.kafka_sink import PRODUCE_PER_TURN
+
+    topic = kafka_broker.create_topic(partitions=1)
+    s = sink_for(kafka_broker, topic)
+    outs = [f"n{i}" for i in range(PRODUCE_PER_TURN * 2 + 10)]
+    s.write(outs)
+    s.epoch_state(1)
+    s.commit(1)  # one loop turn's worth is produced, the rest waits for the next turns
+    assert s.stats()["waiting"] == len(outs) - PRODUCE_PER_TURN
+    assert drive(s, lambda: s.ready() and not s.delivering)
+    s.close()
+    assert read_all(kafka_broker, topic, len(outs)) == outs  # one partition: in order

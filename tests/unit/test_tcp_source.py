@@ -236,7 +236,7 @@ def test_at_the_cap_a_new_client_is_refused_while_all_are_busy(make_source, conn
 
 
 @pytest.mark.parametrize("evict_after,evicted", [(None, 0), (0, 1)])
-def test_evict_after_none_never_evicts(make_source, connect, evict_after, evicted):
+def test_evict_after_none_never_evicts_and_zero_always_does(make_source, connect, evict_after, evicted):
     src = make_source(max_clients=1, evict_after=evict_after)
     old = connect(src)
     src.read(10)

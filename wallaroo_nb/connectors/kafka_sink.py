@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 ID_HEADER = "wallaroo_nb-id"  # "worker:epoch:index" on messages of committed epochs
 RESTORE_SCAN_QUIET_S = 1.0  # a partition is read to its end once it is quiet this long
 _COUNTERS = ("accepted", "delivered", "failed", "too_large")
+PRODUCE_PER_TURN = 5000  # outputs produced per call at most (a few ms of the loop)
 ROOM_POLL_S = 0.002  # outputs wait for room in librdkafka's queue: try again this soon
 REPORT_POLL_S = 0.05  # deliveries outstanding: serve their reports this often
 
@@ -41,9 +42,9 @@ class KafkaSinkConfig(SinkConfig):
     value plus key exceeds ``max_message_size`` bytes is not sent: it is counted
     (``stats()['too_large']``) and recorded. ``max_produce_buffer_ms`` is how long
     the producer may hold messages to batch them (librdkafka ``linger.ms``). The
-    producer is idempotent (``enable.idempotence``). When librdkafka's local queue
-    is full, outputs wait in the sink and the worker stops reading its sources
-    (backpressure); messages the broker never acknowledges within
+    producer is idempotent (``enable.idempotence``). Outputs go into librdkafka's
+    local queue as far as it has room, at most 5,000 per call; the rest waits in the
+    sink and the worker stops reading its sources meanwhile (backpressure); messages the broker never acknowledges within
     ``message.timeout.ms`` (30 s here unless ``config`` says otherwise) are counted
     as failed and recorded. ``close`` waits up to ``flush_timeout`` seconds for
     outstanding deliveries. ``config`` is passed to librdkafka as is (it wins).
@@ -272,16 +273,19 @@ class KafkaSink(Sink):
         self.last_pump = time.monotonic()
 
     def _pump(self) -> None:
-        """Produce what waits, in order, until librdkafka's queue is full; serve reports."""
+        """Produce what waits, in order, until librdkafka's queue is full or this turn's
+        budget is spent (a big epoch goes out over several loop turns); serve reports."""
         self.last_pump = time.monotonic()
         loose = self.loose
-        while loose and self._write_one(loose[0], None):
+        budget = PRODUCE_PER_TURN
+        while loose and budget and self._write_one(loose[0], None):
             loose.popleft()
-        if not loose:
-            self._produce_epochs()
+            budget -= 1
+        if not loose and budget:
+            self._produce_epochs(budget)
         self._serve()
 
-    def _produce_epochs(self) -> None:
+    def _produce_epochs(self, budget: int) -> None:
         prefix = f"{self.worker}:"
         for epoch, d in self.delivering.items():
             objs, ids, unacked = d.objs, d.ids, d.unacked
@@ -290,10 +294,11 @@ class KafkaSink(Sink):
             while d.pos < len(objs):
                 i, obj = ids[d.pos], objs[d.pos]
                 header = [(ID_HEADER, f"{prefix}{epoch}:{i}".encode())]
-                if not self._write_one(obj, header, partial(report, i)):
+                if not budget or not self._write_one(obj, header, partial(report, i)):
                     return
                 unacked[i] = obj
                 d.pos += 1
+                budget -= 1
 
     def _serve(self) -> None:
         """Run delivery callbacks, then forget the epochs that are wholly in Kafka."""
