@@ -104,7 +104,8 @@ class Receiver:
 
 @pytest.fixture(name="receiver")
 def receiver_fixture():
-    """receiver(port) -> a started Receiver; every one is closed at the end of the test."""
+    """receiver(port) -> a started Receiver; every one is closed at the end of the test
+    (request it before ``start``, so the apps stop first and no sink holds it up)."""
     made = []
 
     def make(port: int) -> Receiver:

@@ -43,7 +43,7 @@ def recoveries(app) -> int:
     return sum(e.startswith("recovered") for _, e in app.events())
 
 
-def test_tcp_sink_is_at_least_once_with_its_receiver_away_during_a_kill(start, tmp_path, receiver):
+def test_tcp_sink_is_at_least_once_with_its_receiver_away_during_a_kill(receiver, start, tmp_path):
     evs = events(40_000, 300)
     expected = expected_outputs(evs)
     port = free_port()

@@ -32,7 +32,7 @@ def wait_counter(app, name, event, cond, timeout=20.0) -> dict:
         time.sleep(0.1)
 
 
-def test_an_absent_receiver_pauses_the_pipeline_and_nothing_is_dropped(start, receiver):
+def test_an_absent_receiver_pauses_the_pipeline_and_nothing_is_dropped(receiver, start):
     n = 30_000
     evs = [(f"k{i % 100}", i % 5) for i in range(n)]
     port = free_port()
