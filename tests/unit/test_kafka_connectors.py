@@ -162,8 +162,11 @@ def test_raw_bytes_without_decoder_and_keys(kafka_broker, opened):
     sink.write(["a", "b", "c"])
     sink.close()
     assert sink.stats()["delivered"] == 3
+    before = time.time_ns()
     src = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap))
     assert sorted(read_n(src, 3)) == [b"a", b"b", b"c"]
+    created = src.created_ns()  # the broker's timestamp: the "source" metrics category
+    assert created is not None and before - 60e9 < created <= time.time_ns() + 1e9
 
 
 def test_sink_counts_too_large_and_encoder_errors(kafka_broker, opened):

@@ -129,6 +129,22 @@ def test_custom_header_from_decorated_decoder(make_source, connect):
     assert pump(src, count(3)) == [b"AB", b"", b"C"]
 
 
+def test_origin_is_when_the_bytes_came_not_when_they_were_read(make_source, connect):
+    """Frames that wait in the kernel while the source does not read (backpressure)
+    keep the time they came: the pipeline's latency counts the wait."""
+    src = make_source()
+    c = connect(src)
+    src.read(10)  # accept the client
+    sent = time.time_ns()
+    c.sendall(frame(b"early"))
+    time.sleep(0.3)
+    assert pump(src, count(1)) == ["early"]
+    origin = src.origin_ns()
+    assert sent <= origin < sent + 100_000_000, (origin - sent) / 1e6  # not ~300 ms later
+    c.sendall(frame(b"later"))
+    assert pump(src, count(1)) == ["later"] and src.origin_ns() > origin
+
+
 def test_oversized_frame_closes_only_that_client(make_source, connect):
     src = make_source(max_frame=100)
     bad, good = connect(src), connect(src)

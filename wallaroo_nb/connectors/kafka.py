@@ -132,6 +132,7 @@ class KafkaSource(Source):
         self.share = (0, 1)
         self._pending_seek: Optional[dict] = None
         self._busy = False
+        self._created: Optional[int] = None  # ms, see created_ns
         # Periodic commits of the read position, until a checkpoint commit says that
         # resilience is on (then only checkpoints' replay points are committed).
         self.checkpointed = False
@@ -237,11 +238,15 @@ class KafkaSource(Source):
         msgs = self.consumer.consume(num_messages=max_n, timeout=0)
         self._busy = len(msgs) >= max_n
         out = []
+        self._created = None
         for m in msgs:
             err = m.error()
             if err is not None:
                 self.errors.record("kafka", f"partition {m.partition()}", f"{err.name()}: {err.str()}")
                 continue
+            kind, ms = m.timestamp()
+            if kind != 0 and (self._created is None or ms < self._created):  # 0: none
+                self._created = ms
             self.offsets[m.partition()] = m.offset() + 1
             self.counts["messages"] += 1
             self._decode(m.value(), out)
@@ -265,6 +270,11 @@ class KafkaSource(Source):
         else:
             out.append(msg)
 
+    def created_ns(self) -> Optional[int]:
+        """The broker timestamp (create or log-append time) of the last read's oldest
+        message: the "source" metrics category times from it to the read."""
+        return None if self._created is None else self._created * 1_000_000
+
     def wait_hint(self) -> Optional[float]:
         """0 while messages keep coming; else ``poll_interval`` (there is no fd to poll)."""
         return 0.0 if self._busy else self.config.poll_interval
@@ -285,6 +295,11 @@ class KafkaSource(Source):
         self.offsets.update(pos)
         self._assign(self.offsets)
         self._busy = True
+
+    def resilient(self) -> None:
+        """The app checkpoints: commit only checkpoints' replay points, never the read
+        position (the group then always names a point a recovery can resume from)."""
+        self.checkpointed = True
 
     def committed(self, position: dict) -> None:
         """A checkpoint whose replay point is ``position`` committed: tell the group

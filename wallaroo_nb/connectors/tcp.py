@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
+import struct
+import sys
 import time
 from collections import Counter
 from typing import Any, Callable, Optional
@@ -117,7 +119,8 @@ class TCPSourceConfig(SourceConfig):
 class _Client:
     """One accepted connection and the bytes read from it but not yet framed."""
 
-    __slots__ = ("sock", "peer", "parser", "stalled_since", "last_frame", "eof", "closed")
+    __slots__ = ("sock", "peer", "parser", "stalled_since", "last_frame", "eof", "closed",
+                 "received")
 
     def __init__(self, sock: socket.socket, peer: str, parser: FrameParser, now: float) -> None:
         self.sock = sock
@@ -127,6 +130,24 @@ class _Client:
         self.last_frame = now  # when it last completed a frame (or connected)
         self.eof = False
         self.closed = False
+        # time.time_ns() when the bytes at the head of the parser's buffer came in
+        self.received: Optional[int] = None
+
+
+# Linux's SO_TIMESTAMPNS (the socket module has no name for it): recvmsg then says when
+# the kernel received the newest bytes it returns, so time a frame waited in the
+# kernel's buffer (a source paused by backpressure) counts in its latency
+SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
+_TIMESPEC = struct.Struct("qq")
+_ANC_SIZE = socket.CMSG_SPACE(16)
+
+
+def received_ns(ancdata: list) -> Optional[int]:
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, ns = _TIMESPEC.unpack(data[:16])
+            return sec * 1_000_000_000 + ns
+    return None
 
 
 class TCPSource(Source):
@@ -148,6 +169,7 @@ class TCPSource(Source):
         self.listener: Optional[socket.socket] = None
         self.clients: list[_Client] = []
         self._rr = 0  # round-robin start
+        self._origin: Optional[int] = None  # when the oldest frame of the last read came
         # One epoll fd stands for the listener and every client, so fds() never changes
         # and the worker registers it once.
         self._sel = selectors.DefaultSelector()
@@ -202,6 +224,10 @@ class TCPSource(Source):
             return [self._sel.fileno()]
         return [self.listener.fileno()] + [cl.sock.fileno() for cl in self.clients if not cl.eof]
 
+    def origin_ns(self) -> Optional[int]:
+        """When the bytes of the last read's oldest frame came in (see SO_TIMESTAMPNS)."""
+        return self._origin
+
     def wait_hint(self) -> Optional[float]:
         """0 when frames are already buffered; else the time to the next idle check."""
         if any(cl.eof or cl.parser.has_frame() for cl in self.clients):
@@ -219,6 +245,7 @@ class TCPSource(Source):
         if self.listener in ready:
             self._accept(now)
         out: list = []
+        self._origin = None
         budget = max_n  # frames, decoded or not, so a read's work stays bounded
         active = self._rotated()
         while budget > 0 and active:
@@ -261,6 +288,11 @@ class TCPSource(Source):
                 sock.close()
                 continue
             sock.setblocking(False)
+            if SO_TIMESTAMPNS is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                except OSError:
+                    pass  # no kernel timestamps: the recv's own time stands in
             parser = FrameParser(self.header_length, self.length_fmt, self.config.max_frame)
             self.clients.append(_Client(sock, peer, parser, now))
             self._sel.register(sock, selectors.EVENT_READ)
@@ -299,9 +331,14 @@ class TCPSource(Source):
             if payload is not None:
                 took += 1
                 cl.last_frame = now
+                if cl.received is not None and (self._origin is None
+                                                or cl.received < self._origin):
+                    self._origin = cl.received
                 self._decode(payload, out)
                 # Whatever follows is the start of a new frame, begun about now.
                 cl.stalled_since = now if cl.parser.buffered() else None
+                if not cl.parser.buffered():
+                    cl.received = None
                 continue
             if cl.eof or not readable:
                 break
@@ -315,7 +352,7 @@ class TCPSource(Source):
         if cl.eof:
             return False
         try:
-            data = cl.sock.recv(self.config.recv_size)
+            data, anc, _flags, _addr = cl.sock.recvmsg(self.config.recv_size, _ANC_SIZE)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:  # reset by peer and the like: keep what was framed
@@ -327,6 +364,8 @@ class TCPSource(Source):
             self._sel.unregister(cl.sock)  # an EOF'd socket would stay readable forever
             return False
         self.counts["bytes"] += len(data)
+        if cl.received is None:
+            cl.received = received_ns(anc) or time.time_ns()
         cl.parser.feed(data)
         if cl.stalled_since is None:
             cl.stalled_since = now

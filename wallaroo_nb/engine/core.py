@@ -102,13 +102,17 @@ class Core:
 
     # -- input ---------------------------------------------------------------------------
 
-    def ingest(self, src: int, vals: list, origin: Optional[int] = None) -> None:
+    def ingest(self, src: int, vals: list, origin: Optional[int] = None,
+               created: Optional[int] = None) -> None:
         """Feed a chunk read from local source ``src``, one value at a time; ``origin``
-        (time.time_ns) is when its oldest message came to exist (None: now)."""
+        (time.time_ns) is when its oldest message came to exist (None: now); ``created``,
+        when it was made by an outside clock (the "source" category times from it)."""
         rt, ctx, st = self.rt, self.rt.ctx, self.sources[src]
         st.count += len(vals)
         ctx.src, ctx.sender = src, self.me
         ctx.ts = ctx.arrived = time.time_ns()
+        if created is not None:
+            rt.recorder.record("source", st.name, ctx.ts - created, len(vals))
         ctx.origin = ctx.ts if origin is None else origin
         ctx.w = 1
         feed, etf = st.feed, st.event_time

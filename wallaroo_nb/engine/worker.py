@@ -107,7 +107,7 @@ class Worker:
             sink.hold()
         for sid in core.sources:
             self.live_sources[sid] = open_source(plan.sources[sid].config, self.me,
-                                                 start.assign[sid])
+                                                 start.assign[sid], bool(self.ckpt_dir))
         if start.restore is not None:
             self.restore(start.restore)
         self.connect(start.data_addrs)
@@ -115,9 +115,13 @@ class Worker:
         self.connectors += [(plan.steps[sid].name, sink) for sid, sink in self.live_sinks.items()]
 
     def connect(self, data_addrs: list) -> None:
-        """The data plane, and two pollers: while sources are paused their
-        (level-triggered) fds must not wake the loop, or it would spin."""
+        """The data plane, and three pollers: while sources are paused their
+        (level-triggered) fds must not wake the loop, or it would spin; while a live
+        sink is not ready, peers' frames wait too (their senders' outboxes fill and
+        their sources pause: backpressure reaches every worker)."""
         self.net = Transport(self.zctx, self.ctl, self.me, data_addrs)
+        self.poller_blocked = zmq.Poller()
+        self.poller_blocked.register(self.ctl, zmq.POLLIN)
         self.poller_paused = zmq.Poller()
         self.poller = zmq.Poller()
         for p in (self.poller_paused, self.poller):
@@ -153,10 +157,11 @@ class Worker:
         watchdog = self.watchdog
         while not self.stopping:
             watchdog.turns += 1
-            reading = (not core.rt.halted and self.net.room() and not core.aligner.active
-                       and not self.draining
-                       and all(sink.ready() for sink in self.live_sinks.values()))
-            events = self.wait_events(self.poller if reading else self.poller_paused)
+            sinks_ready = all(sink.ready() for sink in self.live_sinks.values())
+            reading = (sinks_ready and not core.rt.halted and self.net.room()
+                       and not core.aligner.active and not self.draining)
+            events = self.wait_events(self.poller if reading else self.poller_paused
+                                      if sinks_ready else self.poller_blocked)
             if self.ctl in events:
                 self.handle_control()
             if self.net.data_in in events:
@@ -235,7 +240,7 @@ class Worker:
                 core.end_source(sid)
             elif vals:
                 t = time.perf_counter()
-                core.ingest(sid, vals, src.origin_ns())
+                core.ingest(sid, vals, src.origin_ns(), src.created_ns())
                 per_value = max(time.perf_counter() - t, 1e-6) / len(vals)
                 chunks[sid] = max(1, min(CHUNK, int(TURN_BUDGET_S / per_value)))
 
