@@ -44,7 +44,7 @@ class Kind:
 
     # worker -> driver
     HELLO = b"hello"  # Hello: a worker started and asks for its plan
-    READY = b"ready"  # set up, waiting for GO
+    READY = b"ready"  # Ready: set up (its data socket bound), waiting for GO
     RESULTS = b"results"  # msgpack [[sink step, count, origin], ...], then a pickled batch each
     ERRORS = b"errors"  # [ErrorRecord, ...]
     METRICS = b"metrics"  # MetricsDelta
@@ -55,6 +55,7 @@ class Kind:
     BYE = b"bye"  # the worker is exiting after STOP
     # driver -> worker
     START = b"start"  # Start
+    PEERS = b"peers"  # Peers: where every worker's data socket is (before GO, and on change)
     GO = b"go"  # every worker is ready: begin
     STOP = b"stop"  # drain, close connectors, exit
     PING = b"ping"  # the driver lives
@@ -67,6 +68,16 @@ class Kind:
 @dataclass(frozen=True)
 class Hello:
     pid: int
+
+
+@dataclass(frozen=True)
+class Ready:
+    data_addr: str  # where this worker's data socket is bound (peers connect there)
+
+
+@dataclass(frozen=True)
+class Peers:
+    addrs: list  # worker id -> its data address (None: no such worker)
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,7 @@ class Start:
     workers: int
     assign: dict  # source id -> the workers that run it (Plan.source_workers)
     owners: list  # slot -> worker
-    data_addrs: list  # worker -> its data-plane address
+    data_bind: str  # where to bind this worker's data socket (tcp port 0: any)
     on_error: str = "record"
     metrics: bool = True
     checkpoint_dir: Optional[str] = None
@@ -266,7 +277,7 @@ def results_frames(heads: list, payloads: list) -> list:
 
 
 __all__ = [
-    "Barrier", "Busy", "DriverSink", "EpochAck", "Trigger", "ErrorRecord", "GROUP_BARRIER", "GROUP_DATA", "GROUP_WATERMARK", "Hello",
+    "Barrier", "Busy", "DriverSink", "Peers", "Ready", "EpochAck", "Trigger", "ErrorRecord", "GROUP_BARRIER", "GROUP_DATA", "GROUP_WATERMARK", "Hello",
     "Kind", "MetricsDelta", "Reply", "Request", "Restore", "SourcePosition", "SourceStatus",
     "Start", "StateRows", "Status", "decode", "encode", "pack_frame", "results_frames",
     "unpack_frame", "worker_plan",

@@ -29,7 +29,18 @@ from ..errors import Recovering, StepTimeout, WorkerFailure, error_record
 from ..keys import default_owners
 from ..metrics.recorder import SharedRecorder
 from ..plan import Plan
-from ..protocol import Busy, Kind, MetricsDelta, Reply, Start, decode, encode, worker_plan
+from ..protocol import (
+    Busy,
+    Kind,
+    MetricsDelta,
+    Peers,
+    Ready,
+    Reply,
+    Start,
+    decode,
+    encode,
+    worker_plan,
+)
 from .checkpoints import describe
 from .epochs import ERRORS, METRICS, RESULTS, Epochs
 from .processes import WorkerProcesses
@@ -119,6 +130,7 @@ class Driver:
     def _start_generation(self) -> None:
         self.ready.clear()
         self.ready_count = 0
+        self.data_addrs: list = [None] * self.n  # where each worker's data socket is
         self.results_received = [0] * self.n
         if self.epochs is not None:
             self.epochs.reset(self.n)
@@ -134,9 +146,9 @@ class Driver:
         restore = None
         if self.epochs is not None and self.epochs.committed is not None:
             restore = self.epochs.ckpt.restore_info(self.epochs.committed)
-        data = [f"ipc://{self.rundir}/w{i}.g{self.generation}.data" for i in range(self.n)]
+        bind = f"ipc://{self.rundir}/w{w}.g{self.generation}.data"
         return Start(worker_plan(plan, w, assign), self.n, assign,
-                     default_owners(plan.n_slots, self.n), data, self.opts.on_error,
+                     default_owners(plan.n_slots, self.n), bind, self.opts.on_error,
                      self.opts.metrics, self.epochs.ckpt.path if self.epochs else None, restore)
 
     # -- requests from user threads ---------------------------------------------------------
@@ -295,9 +307,11 @@ class Driver:
     def _on_hello(self, w: int, hello: Any) -> None:
         self._send(w, encode(Kind.START, self._start_record(w)))
 
-    def _on_ready(self, w: int, _: Any) -> None:
+    def _on_ready(self, w: int, ready: Ready) -> None:
+        self.data_addrs[w] = ready.data_addr
         self.ready_count += 1
         if self.ready_count == self.n:
+            self.send_all(encode(Kind.PEERS, Peers(list(self.data_addrs))))
             self.send_all(encode(Kind.GO))
             self.ready.set()
             if self.generation == 0:

@@ -19,7 +19,7 @@ class Worker(Protocol):
     me: int
     core: Core
     net: Transport
-    connectors: list
+    io: Any  # endpoints.Endpoints
     watchdog: Any  # watchdog.Watchdog
 
     def collect_connector_errors(self) -> None: ...
@@ -41,7 +41,7 @@ def op_status(w: Worker) -> Status:
         filtered={names[i]: n for i, n in enumerate(rt.filtered) if n},
         errors={names[i]: n for i, n in enumerate(rt.error_counts) if n},
         sink_counts=dict(rt.sink_counts),
-        connectors={name: conn.stats() for name, conn in w.connectors},
+        connectors=w.io.stats(),
     )
 
 
