@@ -20,6 +20,7 @@ from ..metrics.store import MetricsStore
 from ..plan import Plan
 from ..protocol import Status
 from .driver import Callbacks, Driver, Options
+from .elastic import Elastic
 from .metrics_views import MetricsViews
 from .state import committed_parts, state_frame
 from .stores import ErrorStore, EventLog, ResultStore, collector_keep
@@ -31,7 +32,7 @@ ON_ERROR_MODES = ("record", "stop")
 FINAL_COMMIT_S = 30.0  # stop() waits this long for the last checkpoint to commit
 
 
-class App(MetricsViews):
+class App(MetricsViews, Elastic):
     """A running (or stopped) application on worker processes: results, state, errors,
     windows, hot reload and lifecycle here; latency and throughput in MetricsViews."""
 
@@ -39,7 +40,7 @@ class App(MetricsViews):
         self.name = plan.name
         self.plan = plan
         self._code_files = code_files(self.plan)
-        self.workers = workers
+        self.worker_count = workers
         self.on_error = opts.on_error
         self.resilience = opts.resilience
         self._cond = threading.Condition()
@@ -347,7 +348,7 @@ class App(MetricsViews):
 
     def status(self) -> dict:
         """A summary: workers alive, events in and out, errors, filtered counts."""
-        info = {"name": self.name, "running": self.running, "workers": self.workers,
+        info = {"name": self.name, "running": self.running, "workers": self.worker_count,
                 "workers_alive": self._driver.procs.alive(),
                 "results": self._results.total, "results_dropped": self._results.dropped,
                 "errors": self._errors.total, "errors_dropped": self._errors.dropped,
@@ -378,7 +379,8 @@ class App(MetricsViews):
         return summary_html(self.status(), metrics)
 
     def __repr__(self) -> str:
-        return f"<App {self.name!r} workers={self.workers} {'running' if self.running else 'stopped'}>"
+        state = "running" if self.running else "stopped"
+        return f"<App {self.name!r} workers={self.worker_count} {state}>"
 
 
 _FROZE = False

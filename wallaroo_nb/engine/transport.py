@@ -76,6 +76,17 @@ class Transport:
         self.sent: list = []  # frames sent to each peer
         self.recv: list = []  # frames received from each peer
         self.results_sent = 0
+        self.era = 0  # frames of another era are dropped (a rollback began a new one)
+
+    def reset(self, era: int) -> None:
+        """A rollback: what waits to be sent belongs to the void era; counters restart."""
+        self.era = era
+        for q in self.outbox:
+            q.clear()
+        self.driver_out.clear()
+        self.sent = [0] * len(self.sent)
+        self.recv = [0] * len(self.recv)
+        self.results_sent = 0
 
     def set_peers(self, addrs: list) -> None:
         """Connect to the peers' data sockets (``addrs``: worker id -> address, None for
@@ -148,7 +159,7 @@ class Transport:
             sock = self.peers[w]
             while q and sock is not None:
                 try:
-                    sock.send(pack_frame(self.me, q[0]), NOBLOCK)
+                    sock.send(pack_frame(self.era, self.me, q[0]), NOBLOCK)
                 except zmq.Again:
                     break
                 q.popleft()
@@ -172,6 +183,8 @@ class Transport:
                 frame = self.data_in.recv(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
-            sender, groups = unpack_frame(frame)
+            era, sender, groups = unpack_frame(frame)
+            if era != self.era:
+                continue  # sent before a rollback: void
             self.recv[sender] += 1
             yield sender, groups
