@@ -108,6 +108,12 @@ def _positions(acks: list) -> dict:
     return out
 
 
+def merged_positions(acks: list) -> dict:
+    """Source id -> its position over every worker's ack (a parallel source's shares
+    merged), as a restore or a rescaling seeks it."""
+    return {sid: _merged(entries) for sid, entries in _positions(acks).items()}
+
+
 def _merged(entries: list) -> SourcePosition:
     if len(entries) == 1:
         return SourcePosition(*entries[0][1:])

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ..keys import moved_slots, rebalance
 from ..protocol import Adopt, Kind, Peers, Rescale, encode
+from .checkpoints import merged_positions
 
 if TYPE_CHECKING:
     from .driver import Driver
@@ -120,8 +121,9 @@ class Scaler:
         """Every worker wrote its state at the rescaling barrier (and, with resilience,
         the epoch committed): ADOPT, then let leaving workers go."""
         d, rs = self.d, self.rescale
-        moving = {sid for sid, ws in rs.assign.items() if ws != d.place.assign.get(sid)}
-        positions = {sid: pos for a in acks for sid, pos in a.positions.items()}
+        moving = {sid for sid, ws in rs.assign.items()
+                  if tuple(ws) != tuple(d.place.assign.get(sid, ()))}
+        positions = merged_positions(acks)
         adopt = Adopt(epoch, d.epochs.ckpt.path, {a.file: a.sha256 for a in acks},
                       positions, {sid: d.plan.sources[sid] for sid in moving})
         d.send_all(encode(Kind.ADOPT, adopt), upto=max(d.n, rs.workers))

@@ -44,7 +44,10 @@ def adopt(core: Core, rescale: Rescale, datas: list, positions: dict,
             load_slots(core, data, gained)
     apply_watermarks(core, datas)
     mine = {sid for sid, ws in rescale.assign.items() if me in ws}
-    closed = set(core.sources) - mine
+    # a source whose workers change is opened again where it stays too (a parallel
+    # source's shares are new)
+    changed = {sid for sid, ws in rescale.assign.items() if tuple(ws) != tuple(core.assign[sid])}
+    closed = (set(core.sources) - mine) | (set(core.sources) & changed)
     for sid in closed:
         del core.sources[sid]
     opened = mine - set(core.sources)

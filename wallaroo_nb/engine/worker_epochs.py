@@ -13,6 +13,8 @@ import os
 import pickle
 from typing import TYPE_CHECKING, Any, Optional
 
+import zmq
+
 from ..connectors.base import open_source
 from ..protocol import Adopt, Barrier, EpochAck, Kind, Ready, Rollback, Start, encode
 from . import rescale, snapshots
@@ -39,6 +41,7 @@ class WorkerEpochs:
     acked: Optional[int]  # the epoch acknowledged and not finished yet (rescaling: ADOPT)
     start: Start
     ctl: Any
+    poller: Any
 
     def flush(self) -> None: ...
     def send_metrics(self) -> None: ...
@@ -91,8 +94,10 @@ class WorkerEpochs:
             self.io.close_source(sid)
         for sid in opened:
             sp = a.sources.get(sid) or self.core.plan.sources[sid]
-            self.io.add_source(sid, open_source(sp.config, self.me, rs.assign[sid],
-                                                self.io.checkpoints), self.core)
+            src = open_source(sp.config, self.me, rs.assign[sid], self.io.checkpoints)
+            self.io.add_source(sid, src, self.core)
+            for fd in src.fds():
+                self.poller.register(fd, zmq.POLLIN)
             pos = a.positions.get(sid)
             if pos is not None and sp.config.replayable:
                 self.io.seek({sid: pos[0]})
