@@ -1,5 +1,6 @@
 """Your own sources and sinks: a replayable file source, an async-generator source,
-and a JSON-lines file sink, written against wallaroo_nb.connectors.base.
+and a JSON-lines file sink (exactly once with resilience), written against
+wallaroo_nb.connectors.base.
 
 Use them like the built-in ones:
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
 import threading
 from typing import Any, Callable, Optional
@@ -146,19 +148,68 @@ class AsyncGenSourceConfig(SourceConfig):
         return AsyncGenSource(self.make_agen, self.capacity)
 
 
-# -- a sink: JSON lines, one file per worker ----------------------------------------
+# -- a sink: JSON lines, one file per worker, exactly once with resilience ---------
 
 
 class JSONLinesSink(Sink):
+    """Without resilience each batch is appended and flushed as it comes. With
+    resilience (``commits = True``) outputs are held until their epoch commits, then
+    appended and fsynced; a checkpoint records the file's length and the epochs not
+    yet written, and a restore cuts the file back to that length and writes those
+    epochs again: every output exactly once, even if a worker died mid-line."""
+
+    commits = True
+
     def __init__(self, pattern: str):
         self.pattern = pattern
+        self.path = ""
         self.f: Any = None
+        self.holding = False
+        self.held: list = []
+        self.pending: list = []  # (epoch, outputs) checkpointed, not yet committed
 
     def open(self, worker: int) -> None:
-        self.f = open(self.pattern.format(worker=worker), "a")
+        self.path = self.pattern.format(worker=worker)
+        self.f = open(self.path, "ab")
 
     def write(self, batch: list) -> None:
-        self.f.writelines(json.dumps(item) + "\n" for item in batch)
+        if self.holding:
+            self.held.extend(batch)
+            return
+        self._append(batch)
+        self.f.flush()
+
+    def _append(self, batch: list) -> None:
+        self.f.writelines(json.dumps(item).encode() + b"\n" for item in batch)
+
+    # the exactly-once contract (wallaroo_nb.connectors.base.Sink)
+
+    def hold(self) -> None:
+        self.holding = True
+
+    def epoch_state(self, epoch: int) -> dict:
+        if self.held:
+            self.pending.append((epoch, self.held))
+            self.held = []
+        return {"length": self.f.tell(), "pending": list(self.pending)}
+
+    def commit(self, epoch: int) -> None:
+        for _, outs in [p for p in self.pending if p[0] <= epoch]:
+            self._append(outs)
+        self.pending = [p for p in self.pending if p[0] > epoch]
+        self._sync()
+
+    def restore(self, state: dict) -> None:
+        self.f.close()
+        os.truncate(self.path, state["length"])  # what came after the checkpoint goes
+        self.f = open(self.path, "ab")
+        for _, outs in state["pending"]:  # the restored epoch is committed: so are these
+            self._append(outs)
+        self._sync()
+
+    def _sync(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
 
     def flush(self) -> None:
         self.f.flush()
@@ -168,7 +219,8 @@ class JSONLinesSink(Sink):
 
 
 class JSONLinesSinkConfig(SinkConfig):
-    """Each output as a JSON line in ``pattern.format(worker=N)`` (one file per worker)."""
+    """Each output as a JSON line in ``pattern.format(worker=N)`` (one file per worker);
+    exactly once with resilience (see JSONLinesSink)."""
 
     def __init__(self, pattern: str, name: str = "jsonl"):
         if "{worker}" not in pattern:

@@ -10,6 +10,14 @@ module with::
         topic = kafka_broker.create_topic(partitions=3)
         ... KafkaSourceConfig(topic, kafka_broker.bootstrap) ...
 
+What Tansu 0.6.0 does, as these tests rely on it: idempotent producers; consumer-group
+offset commits and fetches (OffsetCommit/OffsetFetch, also through the admin API's
+list_consumer_group_offsets) for a consumer that never joins the group; listing and
+describing such a group (state EMPTY). Its high watermark (ListOffsets "latest") is
+the base offset of the partition's last record batch plus one, not the end of the log,
+so a lag computed against it reads low by up to a batch: tests compare committed
+offsets with known message counts, never with the watermark.
+
 One broker serves the whole session. It is killed when the session ends, when
 the test process exits, and (Linux) when the test process dies, so no broker
 is ever left behind. Without the binary the Kafka tests skip, unless

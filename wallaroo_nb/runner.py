@@ -361,7 +361,7 @@ def run_application(application: Any, args: argparse.Namespace, log: Log = _log)
             log(f"wallaroo-nb run: cannot start the application: {type(e).__name__}: {e}")
             return 2
         try:
-            log(f"running {app.name!r} on {app.workers} worker(s): "
+            log(f"running {app.name!r} on {app.worker_count} worker(s): "
                 f"pids {' '.join(str(p) for p in app.pids)}")
             if app.metrics_url:
                 log(f"Prometheus metrics at {app.metrics_url}")

@@ -126,7 +126,7 @@ class LocalRun:
             if vals is None:
                 core.end_source(sid)
             elif vals:
-                core.ingest(sid, vals, src.origin_ns())
+                core.ingest(sid, vals, src.origin_ns(), src.created_ns())
             else:
                 time.sleep(min(max(src.wait_hint() or 0.0, 0.0), 0.01))  # a paced source
             for e in src.drain_errors():

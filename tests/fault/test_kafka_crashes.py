@@ -1,9 +1,11 @@
 """Kafka in, kill -9 of workers, Kafka out: exactly once on both sides.
 
-The source replays from checkpointed offsets; the collector and the Kafka sink
-release only committed epochs (the Kafka sink re-sends, after a recovery, only
-committed outputs it cannot find in the topic). Both outputs must equal the
-reference exactly: nothing lost, nothing doubled, per-key order kept.
+The source (parallel: each worker reads a share of the partitions) replays from
+checkpointed offsets and commits them to its consumer group; the collector and the
+Kafka sink release only committed epochs (the Kafka sink delivers in the background
+and re-sends, after a recovery, only committed outputs it cannot find in the topic).
+Both outputs must equal the reference exactly: nothing lost, nothing doubled,
+per-key order kept.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for kafka_broker
-from faults import run_crashes  # noqa: E402
+from faults import run_crashes, wait_until  # noqa: E402
 from kafka_broker import kafka_broker_fixture, read_topic  # noqa: E402,F401 (registers the fixture)
 
 import wallaroo_nb as w  # noqa: E402
@@ -88,7 +90,9 @@ def test_kafka_source_replays_exactly_after_kills(start, tmp_path, kafka_broker)
             pass
         return m
 
-    p = (w.source("kafka sums", KafkaSourceConfig(t_in, kafka_broker.bootstrap, decoder=decode_in))
+    group = f"g-{t_in}"
+    source = KafkaSourceConfig(t_in, kafka_broker.bootstrap, decoder=decode_in, group=group)
+    p = (w.source("kafka sums", source)
          .to(pace).key_by(lambda m: m[0]).to(running_sum)
          .to_sinks([w.CollectorSinkConfig(), KafkaSinkConfig(t_out, kafka_broker.bootstrap, encode_out)]))
     app = start(p, workers=2, resilience=True, checkpoint_dir=str(tmp_path),
@@ -110,3 +114,19 @@ def test_kafka_source_replays_exactly_after_kills(start, tmp_path, kafka_broker)
         in_kafka[k].append(int(total))
     assert len(written) == N, f"{len(written)} messages in Kafka for {N} outputs; {log}"
     assert dict(in_kafka) == expected, log
+
+    # every worker read its share of the partitions and committed the checkpoints' replay
+    # points to the group, where Kafka's admin API (what lag tools use) finds them
+    per_partition = collections.Counter(int(k[1:]) % PARTITIONS for k, _ in messages())
+    assert wait_until(lambda: group_offsets(kafka_broker, group, t_in) == per_partition, 10,
+                      0.2), (group_offsets(kafka_broker, group, t_in), per_partition)
+
+
+def group_offsets(broker, group, topic) -> dict:
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(PARTITIONS)])
+    got = admin.list_consumer_group_offsets([req])[group].result(10)
+    return {tp.partition: tp.offset for tp in got.topic_partitions if tp.offset >= 0}

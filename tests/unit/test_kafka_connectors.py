@@ -162,8 +162,11 @@ def test_raw_bytes_without_decoder_and_keys(kafka_broker, opened):
     sink.write(["a", "b", "c"])
     sink.close()
     assert sink.stats()["delivered"] == 3
+    before = time.time_ns()
     src = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap))
     assert sorted(read_n(src, 3)) == [b"a", b"b", b"c"]
+    created = src.created_ns()  # the broker's timestamp: the "source" metrics category
+    assert created is not None and before - 60e9 < created <= time.time_ns() + 1e9
 
 
 def test_sink_counts_too_large_and_encoder_errors(kafka_broker, opened):
@@ -233,3 +236,84 @@ def test_undeliverable_messages_are_counted_as_failed():
     stats = sink.stats()
     assert stats["accepted"] == 3 and stats["failed"] == 3 and stats["delivered"] == 0
     assert {e["where"] for e in sink.drain_errors()} >= {"delivery"}
+
+
+def group_offsets(broker, group, topic, partitions):
+    """The group's committed offsets as Kafka's admin API (what lag tools use) reports them."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
+    got = admin.list_consumer_group_offsets([req])[group].result(10)
+    return {tp.partition: tp.offset for tp in got.topic_partitions if tp.offset >= 0}
+
+
+def wait_for(cond, src, timeout=5.0):
+    """Keep the source's loop going (its reads serve commit reports) until ``cond()``."""
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        src.read(100)
+        time.sleep(0.02)
+    return cond()
+
+
+def test_the_source_is_parallel_and_a_share_may_be_empty(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=2)
+    produce(opened, kafka_broker, topic, items_for(2, 2))
+    cfg = KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=bytes.decode)
+    assert cfg.parallel and cfg.replayable
+    idle = opened(cfg, share=(2, 3))  # three workers, two partitions: worker 2 has none
+    assert idle.position() == {} and idle.read(10) is None  # ends: holds no watermark back
+    assert sorted(read_n(opened(cfg, share=(0, 3)), 2)) == ["0-0", "0-1"]
+
+
+def test_checkpoint_commits_reach_the_group_without_blocking(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=2)
+    produce(opened, kafka_broker, topic, items_for(2, 5))
+    group = f"g-{topic}"
+    src = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=bytes.decode,
+                                   group=group, commit_interval=0.05))
+    read_n(src, 10)
+    src.committed({0: 3, 1: -2})  # a checkpoint's replay point (partition 1 not yet read)
+    assert wait_for(lambda: src.stats()["offset_commits"] == 1, src)
+    assert group_offsets(kafka_broker, group, topic, [0, 1]) == {0: 3}
+    time.sleep(0.1)
+    src.read(10)  # with resilience on, no periodic commit of the read position follows
+    assert group_offsets(kafka_broker, group, topic, [0, 1]) == {0: 3}
+
+
+def test_without_resilience_the_read_position_is_committed_periodically(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=2)
+    produce(opened, kafka_broker, topic, items_for(2, 5))
+    group = f"g-{topic}"
+    cfg = KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=bytes.decode, group=group,
+                            commit_interval=0.2)
+    src = opened(cfg)
+    assert len(read_n(src, 10)) == 10
+    assert wait_for(lambda: src.stats()["offset_commits"] >= 1, src)
+    assert group_offsets(kafka_broker, group, topic, [0, 1]) == {0: 5, 1: 5} == src.position()
+    produce(opened, kafka_broker, topic, ["1-5"])
+    assert read_n(src, 1) == ["1-5"]
+    src.close()  # and once more at close
+    assert group_offsets(kafka_broker, group, topic, [0, 1]) == {0: 5, 1: 6}
+    again = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=bytes.decode,
+                                     group=group, start_offset="committed"))
+    produce(opened, kafka_broker, topic, ["0-5"])
+    assert read_n(again, 1) == ["0-5"]
+
+
+def test_sink_write_never_waits_for_a_full_queue(kafka_broker, opened):
+    topic = kafka_broker.create_topic(partitions=1)
+    sink = opened(KafkaSinkConfig(topic, kafka_broker.bootstrap, lambda x: x,
+                                  config={"queue.buffering.max.messages": 300}))
+    items = [f"0-{i}" for i in range(3000)]
+    sink.write(items)  # returns with most of it waiting in the sink, not in librdkafka
+    assert sink.stats()["waiting"] > 0 and not sink.ready()
+    deadline = time.monotonic() + 20
+    while not (sink.ready() and sink.stats()["delivered"] == len(items)):
+        assert time.monotonic() < deadline, sink.stats()
+        time.sleep(max(sink.wait_hint() or 0, 0.001))
+        sink.flush()
+    src = opened(KafkaSourceConfig(topic, kafka_broker.bootstrap, decoder=bytes.decode))
+    assert read_n(src, len(items)) == items  # all, once, in order

@@ -1,6 +1,7 @@
 """The TCP sink against a real receiver on 127.0.0.1: delivery, reconnects, the bound."""
 
 import socket
+import struct
 import time
 
 import pytest
@@ -151,26 +152,97 @@ def test_a_new_connection_starts_at_a_message_boundary(sinks, receivers):
     assert out == [big, "after"]  # sent again whole on the new connection
 
 
-def test_over_the_bound_the_oldest_are_dropped_and_counted(sinks, receivers):
+def test_with_overflow_drop_the_oldest_are_dropped_and_counted(sinks, receivers):
     port = free_port()
-    sink = sinks(port, max_buffer=100, max_block=0, reconnect_min=0.01)
+    sink = sinks(port, max_buffer=100, overflow="drop", reconnect_min=0.01)
     sink.write([f"{i:09d}" for i in range(30)])  # 13 bytes each, no receiver
     stats = sink.stats()
-    assert stats["buffered_bytes"] <= 100
+    assert stats["buffered_bytes"] <= 100 and sink.ready()
     kept = stats["buffered_messages"]
     assert stats["dropped"] == 30 - kept and stats["dropped_bytes"] == 13 * (30 - kept)
     errors = [e for e in sink.drain_errors() if e["where"] == "overflow"]
-    assert "dropped" in errors[0]["error"]
+    assert "dropped" in errors[0]["error"] and "overflow='drop'" in errors[0]["error"]
     rx = receivers(port)
     assert frames_of(rx.collect(sink, 13 * kept)) == [f"{i:09d}" for i in range(30 - kept, 30)]
 
 
-def test_over_the_bound_write_blocks_for_max_block(sinks):
-    sink = sinks(free_port(), max_buffer=10, max_block=0.2)
+def test_by_default_an_absent_receiver_applies_backpressure_and_nothing_is_dropped(sinks, receivers):
+    port = free_port()
+    sink = sinks(port, max_buffer=100, reconnect_min=0.01, reconnect_max=0.02)
+    assert sink.ready()
     t0 = time.monotonic()
-    sink.write(["abcdefghijk"])
-    assert 0.2 <= time.monotonic() - t0 < 2
-    assert sink.stats()["blocked"] == 1 and sink.stats()["dropped"] == 1
+    sink.write([f"{i:09d}" for i in range(30)])  # 390 bytes, no receiver: never blocks
+    assert time.monotonic() - t0 < 0.5
+    assert not sink.ready() and not sink.ready()
+    stats = sink.stats()
+    assert stats["dropped"] == 0 and stats["buffered_messages"] == 30
+    assert stats["backpressure"] == 1  # one episode, however often it is asked
+    rx = receivers(port)
+    assert frames_of(rx.collect(sink, 13 * 30)) == [f"{i:09d}" for i in range(30)]
+    deadline = time.monotonic() + 5
+    while not sink.ready() and time.monotonic() < deadline:  # the receiver's TCP acks
+        sink.flush()
+        time.sleep(0.01)
+    assert sink.ready() and sink.stats()["acked"] == 30
+
+
+def test_unacknowledged_messages_are_sent_again_after_a_reset(sinks, receivers):
+    port = free_port()
+    rx = receivers(port)
+    rx.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by the accepted
+    sink = sinks(port, reconnect_min=0.01, max_buffer=64 * 2**20)
+    msgs = [f"{i:07d}" * 10 for i in range(20_000)]  # 1.4 MB: far more than the receiver takes
+    sink.write(msgs)
+    rx.collect(sink, 1, timeout=1)  # accept, read nothing
+    deadline = time.monotonic() + 2
+    while sink.stats()["sent"] < 1000 and time.monotonic() < deadline:
+        sink.flush()
+    time.sleep(0.2)
+    sink.flush()
+    stats = sink.stats()
+    acked = stats["acked"]
+    assert stats["sent"] > acked + 100, stats  # in the sink's kernel, not yet acknowledged
+    rx.conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    rx.conn.close()  # the receiver dies: a reset, its unread data is gone
+    rx.conn = None
+    data = rx.collect(sink, 74 * (len(msgs) - acked), timeout=10)
+    got = frames_of(data)
+    assert got == msgs[len(msgs) - len(got):]  # a whole suffix, in order
+    assert len(got) >= len(msgs) - acked  # all that was not acknowledged came again
+    assert sink.stats()["resent"] > 0
+
+
+def test_held_outputs_wait_for_their_epoch_to_commit(sinks, receivers):
+    port = free_port()
+    rx = receivers(port)
+    sink = sinks(port)
+    sink.hold()
+    sink.write(["a", "b"])
+    state1 = sink.epoch_state(1)
+    sink.write(["c"])  # epoch 2, not committed here
+    assert state1 == {"unsent": [], "pending": [(1, [frame(b"a"), frame(b"b")])]}
+    assert rx.collect(sink, 1, timeout=0.3) == b""  # nothing before the commit
+    sink.commit(1)
+    assert frames_of(rx.collect(sink, 10)) == ["a", "b"]
+    assert sink.stats()["held_messages"] == 1
+
+
+def test_restore_sends_what_the_checkpoint_did_not_know_was_written(sinks, receivers):
+    port = free_port()
+    sink = sinks(port, reconnect_min=0.01)
+    sink.hold()
+    sink.write(["x", "y"])
+    sink.epoch_state(1)
+    sink.commit(1)  # committed, but the receiver is away: not written
+    sink.write(["z"])
+    state = sink.epoch_state(2)  # the worker dies after this checkpoint commits
+    assert state["unsent"] == [frame(b"x"), frame(b"y")] and state["pending"] == [(2, [frame(b"z")])]
+    fresh = sinks(port, reconnect_min=0.01)
+    fresh.hold()
+    fresh.restore(state)
+    rx = receivers(port)
+    assert frames_of(rx.collect(fresh, 15)) == ["x", "y", "z"]
+    assert fresh.stats()["restored"] == 3
 
 
 def test_encoder_errors_are_recorded_and_skipped(sinks, receivers):

@@ -129,6 +129,22 @@ def test_custom_header_from_decorated_decoder(make_source, connect):
     assert pump(src, count(3)) == [b"AB", b"", b"C"]
 
 
+def test_origin_is_when_the_bytes_came_not_when_they_were_read(make_source, connect):
+    """Frames that wait in the kernel while the source does not read (backpressure)
+    keep the time they came: the pipeline's latency counts the wait."""
+    src = make_source()
+    c = connect(src)
+    src.read(10)  # accept the client
+    sent = time.time_ns()
+    c.sendall(frame(b"early"))
+    time.sleep(0.3)
+    assert pump(src, count(1)) == ["early"]
+    origin = src.origin_ns()
+    assert sent <= origin < sent + 100_000_000, (origin - sent) / 1e6  # not ~300 ms later
+    c.sendall(frame(b"later"))
+    assert pump(src, count(1)) == ["later"] and src.origin_ns() > origin
+
+
 def test_oversized_frame_closes_only_that_client(make_source, connect):
     src = make_source(max_frame=100)
     bad, good = connect(src), connect(src)
@@ -215,14 +231,72 @@ def test_stalled_partial_frame_is_closed(make_source, connect):
     assert "partial frame" in src.drain_errors()[0]["error"]
 
 
-def test_too_many_clients_are_refused(make_source, connect):
-    src = make_source(max_clients=2)
+def closed_by_peer(sock, timeout=2.0) -> bool:
+    """What a client sees when the source closes it: EOF, or a reset if it had sent data."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_at_the_cap_a_new_client_is_refused_while_all_are_busy(make_source, connect):
+    src = make_source(max_clients=2)  # evict_after=1s: the two fresh ones stay
     a, _b, c = connect(src), connect(src), connect(src)
     pump(src, lambda o: src.stats().get("refused"), timeout=3)
-    c.settimeout(2)
-    assert c.recv(1) == b""
+    assert closed_by_peer(c)
+    (err,) = src.drain_errors()
+    assert err["where"] == "connection" and "max_clients=2" in err["error"]
     a.sendall(frame(b"a"))
     assert pump(src, count(1)) == ["a"]
+
+
+@pytest.mark.parametrize("evict_after,evicted", [(None, 0), (0, 1)])
+def test_evict_after_none_never_evicts_and_zero_always_does(make_source, connect, evict_after, evicted):
+    src = make_source(max_clients=1, evict_after=evict_after)
+    old = connect(src)
+    src.read(10)
+    new = connect(src)
+    pump(src, lambda o: src.stats()["refused"] + src.stats()["evicted"], timeout=3)
+    assert src.stats()["evicted"] == evicted and src.stats()["refused"] == 1 - evicted
+    assert closed_by_peer(new if evict_after is None else old)
+
+
+def test_a_burst_of_idle_connections_never_locks_out_a_real_client(make_source, connect):
+    src = make_source(max_clients=4, evict_after=0.2)
+    idle = [connect(src) for _ in range(10)]  # a burst: 4 fit, 6 are refused
+    src.read(10)
+    assert src.stats()["clients"] == 4 and src.stats()["refused"] == 6
+    time.sleep(0.3)
+    real = connect(src)  # the cap is reached, but those four have sent nothing for 0.3 s
+    real.sendall(frame(b"hello") + frame(b"world"))
+    assert pump(src, count(2)) == ["hello", "world"]
+    stats = src.stats()
+    assert stats["evicted"] == 1 and stats["clients"] == 4
+    assert closed_by_peer(idle[0])  # the oldest idle connection gave way
+    evicted = [e for e in src.drain_errors() if e["where"] == "idle"]
+    assert "gave way to a new connection at max_clients=4" in evicted[0]["error"]
+    later = connect(src)  # the real client is busy, three idle ones are left: one goes
+    later.sendall(frame(b"again"))
+    assert pump(src, count(1)) == ["again"]
+    real.sendall(frame(b"still here"))
+    assert pump(src, count(1)) == ["still here"]
+    assert src.stats()["evicted"] == 2
+
+
+def test_the_client_longest_without_a_frame_gives_way_first(make_source, connect):
+    src = make_source(max_clients=2, evict_after=0.1)
+    talker, quiet = connect(src), connect(src)
+    src.read(10)
+    time.sleep(0.15)
+    talker.sendall(frame(b"news"))  # the talker completes a frame; quiet never does
+    assert pump(src, count(1)) == ["news"]
+    newcomer = connect(src)
+    newcomer.sendall(frame(b"hi"))
+    assert pump(src, count(1)) == ["hi"]
+    assert closed_by_peer(quiet)
+    talker.sendall(frame(b"more"))
+    assert pump(src, count(1)) == ["more"]
 
 
 def test_fast_client_is_backpressured_and_loses_nothing(make_source, connect):

@@ -20,6 +20,7 @@ from ..metrics.store import MetricsStore
 from ..plan import Plan
 from ..protocol import Status
 from .driver import Callbacks, Driver, Options
+from .elastic import Elastic
 from .live_views import LiveViews
 from .metrics_views import MetricsViews
 from .state import committed_parts, state_frame
@@ -32,7 +33,7 @@ ON_ERROR_MODES = ("record", "stop")
 FINAL_COMMIT_S = 30.0  # stop() waits this long for the last checkpoint to commit
 
 
-class App(MetricsViews, LiveViews):
+class App(MetricsViews, Elastic, LiveViews):
     """A running (or stopped) application on worker processes: results, state, errors,
     windows, hot reload and lifecycle here; latency and throughput in MetricsViews."""
 
@@ -40,7 +41,7 @@ class App(MetricsViews, LiveViews):
         self.name = plan.name
         self.plan = plan
         self._code_files = code_files(self.plan)
-        self.workers = workers
+        self.worker_count = workers
         self.on_error = opts.on_error
         self.resilience = opts.resilience
         self._cond = threading.Condition()
@@ -348,7 +349,7 @@ class App(MetricsViews, LiveViews):
 
     def status(self) -> dict:
         """A summary: workers alive, events in and out, errors, filtered counts."""
-        info = {"name": self.name, "running": self.running, "workers": self.workers,
+        info = {"name": self.name, "running": self.running, "workers": self.worker_count,
                 "workers_alive": self._driver.procs.alive(),
                 "results": self._results.total, "results_dropped": self._results.dropped,
                 "errors": self._errors.total, "errors_dropped": self._errors.dropped,
@@ -379,7 +380,8 @@ class App(MetricsViews, LiveViews):
         return summary_html(self.status(), metrics)
 
     def __repr__(self) -> str:
-        return f"<App {self.name!r} workers={self.workers} {'running' if self.running else 'stopped'}>"
+        state = "running" if self.running else "stopped"
+        return f"<App {self.name!r} workers={self.worker_count} {state}>"
 
 
 _FROZE = False

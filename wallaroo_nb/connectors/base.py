@@ -47,12 +47,22 @@ class Source:
         source says when the message was due; a socket source when its bytes came."""
         return None
 
+    def created_ns(self) -> Optional[int]:
+        """When the oldest message of the last ``read`` was made, by a clock outside this
+        machine (a Kafka broker's timestamp), or None: an extra figure (the "source"
+        metrics category), since other clocks differ from ours."""
+        return None
+
     def set_share(self, index: int, count: int) -> None:
         """A parallel source (``SourceConfig.parallel``) runs on every worker: before
         ``open`` each is told its share, ``index`` of ``count``. Its ``position()`` must
         then be a dict (the shares' positions are merged into one for a restore, and
         every worker seeks the merged dict, taking its own part)."""
         raise NotImplementedError(f"{type(self).__name__} cannot read a share of its input")
+
+    def resilient(self) -> None:
+        """Called before ``open`` when the app checkpoints: ``committed`` will be called
+        after each checkpoint commits (a Kafka source then commits only those offsets)."""
 
     def committed(self, position: Any) -> None:
         """With resilience: the checkpoint whose replay point is ``position`` has
@@ -172,11 +182,14 @@ class SinkConfig:
         """Raise ValueError naming the problem if the config is unusable (build time)."""
 
 
-def open_source(config: SourceConfig, worker: int, workers: tuple) -> Source:
+def open_source(config: SourceConfig, worker: int, workers: tuple,
+                resilient: bool = False) -> Source:
     """The live source of ``config`` on ``worker``, told its share if it is parallel
-    (``workers``: every worker that runs it), opened."""
+    (``workers``: every worker that runs it) and whether the app checkpoints, opened."""
     src = config.make_source()
     if config.parallel:
         src.set_share(workers.index(worker), len(workers))
+    if resilient:
+        src.resilient()
     src.open(worker)
     return src

@@ -18,6 +18,7 @@ from ..errors import error_record, short_repr
 DEFAULT_HEADER_LENGTH = 4
 DEFAULT_LENGTH_FMT = ">I"
 DEFAULT_MAX_FRAME = 1024 * 1024
+DEFAULT_HOST = "127.0.0.1"  # TCP connectors bind and connect here unless told otherwise
 
 
 class FrameError(ValueError):
@@ -162,3 +163,14 @@ class ErrorLog:
         out.update(counts)
         out.update({f"errors_{k}": v for k, v in self.counts.items()})
         return out
+
+
+def tcp_port(port: Any) -> int:
+    """A TCP port from an int or a numeric string (Wallaroo's parsers give strings)."""
+    try:
+        p = int(port)
+    except (TypeError, ValueError):
+        raise ValueError(f"port must be a number, got {port!r}") from None
+    if not 0 <= p <= 65535:
+        raise ValueError(f"port {p} is out of range 0..65535")
+    return p

@@ -1,60 +1,47 @@
-"""Wallaroo's TCP source and sink: length-framed messages over plain sockets.
+"""Wallaroo's TCP source: length-framed messages over plain sockets (the sink is in
+tcp_sink.py; both are importable from here).
 
 The source listens, accepts many clients at once and turns each complete frame
 into one message through the user's decoder. It never blocks and never trusts
 its input: an oversized frame, a truncated frame, a client that stalls, or a
 decoder that raises costs only the offending connection or message, each one
 counted and recorded. A client that sends faster than the application consumes
-is simply not read from, so TCP flow control slows it down.
-
-The sink connects to a receiver and writes the encoder's bytes unchanged (a
-Wallaroo encoder includes its own framing). It reconnects with backoff when the
-receiver goes away, and buffers a bounded amount meanwhile; see TCPSinkConfig
-for what happens past the bound.
+is simply not read from, so TCP flow control slows it down. It holds at most
+``max_clients`` connections; idle ones time out, and at the cap the connection
+idle longest gives way to a new one, so idle clients never lock out real ones.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import select
 import selectors
 import socket
+import struct
+import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Any, Callable, Optional
 
-from .base import Sink, SinkConfig, Source, SourceConfig
+from .base import Source, SourceConfig
 from .framing import (
+    DEFAULT_HOST,
     DEFAULT_MAX_FRAME,
     ErrorLog,
     FrameError,
     FrameParser,
     decoder_parts,
-    encoder_fn,
     length_struct,
+    tcp_port,
 )
+from .tcp_sink import TCPSink, TCPSinkConfig
+
+__all__ = ["TCPSink", "TCPSinkConfig", "TCPSource", "TCPSourceConfig"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
-
 # Counters that stats() always reports, zero until something happens.
 _SOURCE_COUNTERS = ("accepted", "closed", "refused", "bytes", "frames", "dropped", "oversize",
-                    "truncated", "idle_closed", "conn_errors")
-_SINK_COUNTERS = ("accepted", "sent", "sent_bytes", "dropped", "dropped_bytes", "blocked",
-                  "connect_attempts", "connects", "connect_failures", "disconnects")
-
-
-def _port(port: Any) -> int:
-    """A TCP port from an int or a numeric string (Wallaroo's parsers give strings)."""
-    try:
-        p = int(port)
-    except (TypeError, ValueError):
-        raise ValueError(f"port must be a number, got {port!r}") from None
-    if not 0 <= p <= 65535:
-        raise ValueError(f"port {p} is out of range 0..65535")
-    return p
+                    "truncated", "idle_closed", "evicted", "conn_errors")
 
 
 # -- source --------------------------------------------------------------------
@@ -68,7 +55,10 @@ class TCPSourceConfig(SourceConfig):
     ``max_frame`` bounds a payload in bytes; ``idle_timeout`` (seconds, None = never)
     closes a connection that sits that long without completing a frame, such as a
     client that connects and never sends; one quiet between whole frames is kept.
-    ``max_clients`` bounds open connections (more are accepted and closed at once).
+    ``max_clients`` bounds open connections. When a new connection comes at the cap,
+    the open connection that has gone longest without completing a frame gives way
+    to it (is closed), provided that is at least ``evict_after`` seconds (None: never
+    evict); otherwise the new connection is accepted and closed at once (refused).
     ``reuse_port`` lets several workers listen on the same port (Linux SO_REUSEPORT).
     ``valid`` and ``parallelism`` are Wallaroo 0.6 arguments, accepted and ignored.
     """
@@ -85,6 +75,7 @@ class TCPSourceConfig(SourceConfig):
         event_time: Optional[Callable[[Any], int]] = None,
         idle_timeout: Optional[float] = 30.0,
         max_clients: int = 128,
+        evict_after: Optional[float] = 1.0,
         recv_size: int = 65536,
         reuse_port: bool = False,
         valid: bool = True,
@@ -98,6 +89,7 @@ class TCPSourceConfig(SourceConfig):
         self.event_time = event_time
         self.idle_timeout = idle_timeout
         self.max_clients = max_clients
+        self.evict_after = evict_after
         self.recv_size = recv_size
         self.reuse_port = reuse_port
 
@@ -105,7 +97,7 @@ class TCPSourceConfig(SourceConfig):
         """Raise ValueError naming the problem (bad port, decoder or bounds)."""
         where = f"TCPSourceConfig {self.name!r}"
         try:
-            _port(self.port)
+            tcp_port(self.port)
             _, header_length, length_fmt = decoder_parts(self.decoder)
             length_struct(header_length, length_fmt)
         except ValueError as e:
@@ -114,6 +106,8 @@ class TCPSourceConfig(SourceConfig):
             raise ValueError(f"{where}: max_frame must be a positive int, got {self.max_frame!r}")
         if self.idle_timeout is not None and not self.idle_timeout > 0:
             raise ValueError(f"{where}: idle_timeout must be > 0 or None")
+        if self.evict_after is not None and not self.evict_after >= 0:
+            raise ValueError(f"{where}: evict_after must be >= 0 or None")
         if self.max_clients < 1 or self.recv_size < 1:
             raise ValueError(f"{where}: max_clients and recv_size must be >= 1")
 
@@ -125,15 +119,35 @@ class TCPSourceConfig(SourceConfig):
 class _Client:
     """One accepted connection and the bytes read from it but not yet framed."""
 
-    __slots__ = ("sock", "peer", "parser", "stalled_since", "eof", "closed")
+    __slots__ = ("sock", "peer", "parser", "stalled_since", "last_frame", "eof", "closed",
+                 "received")
 
     def __init__(self, sock: socket.socket, peer: str, parser: FrameParser, now: float) -> None:
         self.sock = sock
         self.peer = peer
         self.parser = parser
         self.stalled_since: Optional[float] = now  # when the pending partial frame began
+        self.last_frame = now  # when it last completed a frame (or connected)
         self.eof = False
         self.closed = False
+        # time.time_ns() when the bytes at the head of the parser's buffer came in
+        self.received: Optional[int] = None
+
+
+# Linux's SO_TIMESTAMPNS (the socket module has no name for it): recvmsg then says when
+# the kernel received the newest bytes it returns, so time a frame waited in the
+# kernel's buffer (a source paused by backpressure) counts in its latency
+SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
+_TIMESPEC = struct.Struct("qq")
+_ANC_SIZE = socket.CMSG_SPACE(16)
+
+
+def received_ns(ancdata: list) -> Optional[int]:
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, ns = _TIMESPEC.unpack(data[:16])
+            return sec * 1_000_000_000 + ns
+    return None
 
 
 class TCPSource(Source):
@@ -155,6 +169,7 @@ class TCPSource(Source):
         self.listener: Optional[socket.socket] = None
         self.clients: list[_Client] = []
         self._rr = 0  # round-robin start
+        self._origin: Optional[int] = None  # when the oldest frame of the last read came
         # One epoll fd stands for the listener and every client, so fds() never changes
         # and the worker registers it once.
         self._sel = selectors.DefaultSelector()
@@ -168,8 +183,8 @@ class TCPSource(Source):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if c.reuse_port and hasattr(socket, "SO_REUSEPORT"):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((c.host, _port(c.port)))
-            sock.listen(min(c.max_clients, socket.SOMAXCONN))
+            sock.bind((c.host, tcp_port(c.port)))
+            sock.listen(socket.SOMAXCONN)  # a burst waits to be accepted (and refused), not in SYN retries
             sock.setblocking(False)
         except OSError as e:
             sock.close()
@@ -209,6 +224,10 @@ class TCPSource(Source):
             return [self._sel.fileno()]
         return [self.listener.fileno()] + [cl.sock.fileno() for cl in self.clients if not cl.eof]
 
+    def origin_ns(self) -> Optional[int]:
+        """When the bytes of the last read's oldest frame came in (see SO_TIMESTAMPNS)."""
+        return self._origin
+
     def wait_hint(self) -> Optional[float]:
         """0 when frames are already buffered; else the time to the next idle check."""
         if any(cl.eof or cl.parser.has_frame() for cl in self.clients):
@@ -226,6 +245,7 @@ class TCPSource(Source):
         if self.listener in ready:
             self._accept(now)
         out: list = []
+        self._origin = None
         budget = max_n  # frames, decoded or not, so a read's work stays bounded
         active = self._rotated()
         while budget > 0 and active:
@@ -260,17 +280,39 @@ class TCPSource(Source):
                 self.errors.record("accept", "", e)
                 return
             peer = f"{addr[0]}:{addr[1]}"
-            if len(self.clients) >= self.config.max_clients:
+            if len(self.clients) >= self.config.max_clients and not self._make_room(now):
                 self.errors.record("connection", peer,
-                                   f"refused: max_clients={self.config.max_clients} reached")
+                                   f"refused: max_clients={self.config.max_clients} reached and "
+                                   f"no connection idle for evict_after={self.config.evict_after}s")
                 self.counts["refused"] += 1
                 sock.close()
                 continue
             sock.setblocking(False)
+            if SO_TIMESTAMPNS is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                except OSError:
+                    pass  # no kernel timestamps: the recv's own time stands in
             parser = FrameParser(self.header_length, self.length_fmt, self.config.max_frame)
             self.clients.append(_Client(sock, peer, parser, now))
             self._sel.register(sock, selectors.EVENT_READ)
             self.counts["accepted"] += 1
+
+    def _make_room(self, now: float) -> bool:
+        """At the cap: close the connection longest without a complete frame, if it has
+        been so for ``evict_after`` seconds; False if none qualifies."""
+        after = self.config.evict_after
+        idle = [cl for cl in self.clients if not cl.eof and not cl.parser.has_frame()]
+        if after is None or not idle:
+            return False
+        victim = min(idle, key=lambda cl: cl.last_frame)
+        quiet = now - victim.last_frame
+        if quiet < after:
+            return False
+        self.counts["evicted"] += 1
+        self._close_bad(victim, "idle", f"no complete frame for {quiet:.1f}s: gave way to a new "
+                                        f"connection at max_clients={self.config.max_clients}")
+        return True
 
     def _take(self, cl: _Client, out: list, limit: int, now: float, readable: bool) -> int:
         """Take up to ``limit`` frames from one client, reading its socket as needed.
@@ -288,9 +330,15 @@ class TCPSource(Source):
                 return took
             if payload is not None:
                 took += 1
+                cl.last_frame = now
+                if cl.received is not None and (self._origin is None
+                                                or cl.received < self._origin):
+                    self._origin = cl.received
                 self._decode(payload, out)
                 # Whatever follows is the start of a new frame, begun about now.
                 cl.stalled_since = now if cl.parser.buffered() else None
+                if not cl.parser.buffered():
+                    cl.received = None
                 continue
             if cl.eof or not readable:
                 break
@@ -304,7 +352,7 @@ class TCPSource(Source):
         if cl.eof:
             return False
         try:
-            data = cl.sock.recv(self.config.recv_size)
+            data, anc, _flags, _addr = cl.sock.recvmsg(self.config.recv_size, _ANC_SIZE)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:  # reset by peer and the like: keep what was framed
@@ -316,6 +364,8 @@ class TCPSource(Source):
             self._sel.unregister(cl.sock)  # an EOF'd socket would stay readable forever
             return False
         self.counts["bytes"] += len(data)
+        if cl.received is None:
+            cl.received = received_ns(anc) or time.time_ns()
         cl.parser.feed(data)
         if cl.stalled_since is None:
             cl.stalled_since = now
@@ -386,317 +436,4 @@ class TCPSource(Source):
         out = self.errors.stats(self.counts, _SOURCE_COUNTERS)
         out["clients"] = len(self.clients)
         out["buffered_bytes"] = sum(cl.parser.buffered() for cl in self.clients)
-        return out
-
-
-# -- sink ----------------------------------------------------------------------
-
-
-class TCPSinkConfig(SinkConfig):
-    """Write each output's encoded bytes to a receiver at ``host:port``.
-
-    ``encoder`` is an ``@encoder`` object or a plain function ``output -> bytes``
-    (str is sent as UTF-8). Bytes go out as the encoder made them: the encoder adds
-    any framing. If the receiver is absent or restarts, the sink reconnects with
-    exponential backoff (``reconnect_min`` to ``reconnect_max`` seconds) and keeps
-    outputs in a buffer of up to ``max_buffer`` bytes; every new connection starts
-    at a message boundary.
-
-    Past the bound the sink applies backpressure: ``write`` blocks the worker (and
-    so its sources) while it drains and reconnects, for at most ``max_block``
-    seconds per call (short by default, so the worker still answers its driver:
-    a receiver that stays away slows the pipeline to one batch per ``max_block``). If the buffer is still over the bound after that, the oldest
-    whole messages are dropped to fit, counted in ``stats()['dropped']`` /
-    ``['dropped_bytes']`` and reported through ``drain_errors()``. ``max_block=None``
-    never drops (it blocks until the receiver takes the data); ``max_block=0`` never
-    blocks. ``close`` waits up to ``close_timeout`` seconds for the rest and counts
-    what is left as dropped. Delivery is at least once per connection and best
-    effort across a receiver crash: bytes the kernel had accepted for the dead
-    connection cannot be recovered.
-    """
-
-    def __init__(
-        self,
-        host: Optional[str],
-        port: Any,
-        encoder: Any,
-        max_buffer: int = 8 * 1024 * 1024,
-        max_block: Optional[float] = 1.0,
-        close_timeout: float = 5.0,
-        reconnect_min: float = 0.05,
-        reconnect_max: float = 2.0,
-        name: str = "tcp_sink",
-    ) -> None:
-        self.host = host or DEFAULT_HOST
-        self.port = port
-        self.encoder = encoder
-        self.max_buffer = max_buffer
-        self.max_block = max_block
-        self.close_timeout = close_timeout
-        self.reconnect_min = reconnect_min
-        self.reconnect_max = reconnect_max
-        self.name = name
-
-    def check(self) -> None:
-        """Raise ValueError naming the problem (bad port, encoder or bounds)."""
-        where = f"TCPSinkConfig {self.host}:{self.port}"
-        try:
-            _port(self.port)
-            encoder_fn(self.encoder)
-        except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
-        if self.max_buffer < 1:
-            raise ValueError(f"{where}: max_buffer must be >= 1 byte")
-        if self.max_block is not None and self.max_block < 0:
-            raise ValueError(f"{where}: max_block must be >= 0 or None")
-        if not 0 < self.reconnect_min <= self.reconnect_max:
-            raise ValueError(f"{where}: need 0 < reconnect_min <= reconnect_max")
-
-    def make_sink(self) -> "TCPSink":
-        self.check()
-        return TCPSink(self)
-
-
-def _as_bytes(data: Any) -> bytes:
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
-    if isinstance(data, str):
-        return data.encode()
-    raise TypeError(f"encoder must return bytes, got {type(data).__name__}")
-
-
-class TCPSink(Sink):
-    """A live TCP sink: a queue of encoded messages and a non-blocking connection.
-
-    Every call (``write``, ``flush``) advances the connection: it starts or
-    completes a connect when due, notices a receiver that hung up, and sends what
-    the kernel will take. Nothing here blocks except ``write`` over the bound and
-    ``close`` (see TCPSinkConfig).
-    """
-
-    def __init__(self, config: TCPSinkConfig) -> None:
-        self.config = config
-        self.fn = encoder_fn(config.encoder)
-        self.errors = ErrorLog(config.name, log)
-        self.counts: Counter = Counter()
-        self.queue: deque = deque()  # encoded messages not yet fully sent
-        self.head_sent = 0  # bytes of queue[0] already sent on this connection
-        self.buffered = 0  # bytes in queue not yet sent
-        self.sock: Optional[socket.socket] = None
-        self.connecting = False
-        self.next_attempt = 0.0
-        self.backoff = config.reconnect_min
-        self.was_up = False  # connected before: report the outage once
-        self.addr = (config.host, _port(config.port))
-
-    def open(self, worker: int) -> None:
-        self._pump()
-
-    # -- writing
-
-    def write(self, batch: list) -> None:
-        """Encode and queue each output, send what the socket takes, apply the bound."""
-        for obj in batch:
-            try:
-                data = _as_bytes(self.fn(obj))
-            except Exception as e:
-                self.errors.record("encoder", obj, e, with_traceback=True)
-                continue
-            if data:
-                self.queue.append(data)
-                self.buffered += len(data)
-                self.counts["accepted"] += 1
-        self._pump()
-        if self.buffered > self.config.max_buffer:
-            self._wait_for_room()
-
-    def flush(self) -> None:
-        """Send what the socket takes now and retry a due reconnect; never blocks."""
-        self._pump()
-
-    def close(self) -> None:
-        """Try for ``close_timeout`` seconds to deliver the rest, then count it as dropped."""
-        deadline = time.monotonic() + self.config.close_timeout
-        while self.queue and time.monotonic() < deadline:
-            self._pump()
-            self._wait(deadline)
-        if self.queue:
-            self._drop(len(self.queue), "undelivered at close")
-        self._disconnect(None)
-
-    def wait_hint(self) -> Optional[float]:
-        """Seconds until the sink wants ``flush`` again (a retry), or None if idle."""
-        if not self.queue:
-            return None
-        if self.sock is None:
-            return max(0.0, self.next_attempt - time.monotonic())
-        return 0.01
-
-    def _wait_for_room(self) -> None:
-        """Block while over the bound, up to ``max_block``; then drop the oldest."""
-        max_block = self.config.max_block
-        deadline = None if max_block is None else time.monotonic() + max_block
-        self.counts["blocked"] += 1
-        while self.buffered > self.config.max_buffer:
-            if deadline is not None and time.monotonic() >= deadline:
-                self._drop_oldest()
-                return
-            self._wait(deadline)
-            self._pump()
-
-    def _wait(self, deadline: Optional[float]) -> None:
-        """Sleep until the socket can make progress, a retry is due, or the deadline."""
-        now = time.monotonic()
-        timeout = 0.1 if deadline is None else max(0.0, min(0.1, deadline - now))
-        if self.sock is None:
-            time.sleep(max(0.0, min(timeout, self.next_attempt - now)))
-            return
-        try:
-            select.select([self.sock], [self.sock], [], timeout)
-        except (OSError, ValueError):
-            pass
-
-    def _drop_oldest(self) -> None:
-        """Drop whole messages, oldest first, until the buffer fits the bound."""
-        keep_head = self.head_sent > 0  # dropping it would break the receiver's framing
-        n = 0
-        excess = self.buffered - self.config.max_buffer
-        dropped_bytes = 0
-        while dropped_bytes < excess and len(self.queue) > keep_head:
-            i = 1 if keep_head else 0
-            data = self.queue[i]
-            del self.queue[i]
-            dropped_bytes += len(data)
-            n += 1
-        self.buffered -= dropped_bytes
-        self._count_dropped(n, dropped_bytes, f"buffer over max_buffer={self.config.max_buffer}"
-                                              f" for max_block={self.config.max_block}s")
-
-    def _drop(self, n: int, why: str) -> None:
-        self.queue.clear()
-        nbytes, self.buffered, self.head_sent = self.buffered, 0, 0
-        self._count_dropped(n, nbytes, why)
-
-    def _count_dropped(self, n: int, nbytes: int, why: str) -> None:
-        if n:
-            self.counts["dropped"] += n
-            self.counts["dropped_bytes"] += nbytes
-            self.errors.record("overflow", f"{self.addr[0]}:{self.addr[1]}",
-                               f"dropped {n} messages ({nbytes} bytes): {why}")
-
-    # -- the connection state machine
-
-    def _pump(self) -> None:
-        now = time.monotonic()
-        if self.sock is None and now >= self.next_attempt:
-            self._start_connect()
-        if self.connecting:
-            self._finish_connect()
-        if self.sock is not None and not self.connecting:
-            self._check_hangup()
-        if self.sock is not None and not self.connecting:
-            self._send()
-
-    def _start_connect(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
-        self.counts["connect_attempts"] += 1
-        err = sock.connect_ex(self.addr)
-        self.sock = sock
-        if err == 0:
-            self._connected()
-        elif err in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
-            self.connecting = True
-        else:
-            self._connect_failed(OSError(err, errno.errorcode.get(err, str(err))))
-
-    def _finish_connect(self) -> None:
-        try:
-            _, writable, _ = select.select([], [self.sock], [], 0)
-        except (OSError, ValueError) as e:
-            self._connect_failed(e)
-            return
-        if not writable:
-            return
-        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            self._connect_failed(OSError(err, errno.errorcode.get(err, str(err))))
-        else:
-            self._connected()
-
-    def _connected(self) -> None:
-        self.connecting = False
-        self.backoff = self.config.reconnect_min
-        self.head_sent = 0  # a fresh connection starts at a message boundary
-        self.counts["connects"] += 1
-        self.was_up = True
-        log.info("TCP sink connected to %s:%d", *self.addr)
-
-    def _connect_failed(self, error: BaseException) -> None:
-        if self.was_up or self.counts["connect_failures"] == 0:
-            self.errors.record("connection", f"{self.addr[0]}:{self.addr[1]}",
-                               f"cannot connect ({error}); retrying with backoff")
-            self.was_up = False
-        self.counts["connect_failures"] += 1
-        self._disconnect(None)
-
-    def _check_hangup(self) -> None:
-        """Notice a receiver that closed; whatever it sent us is read and ignored."""
-        try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-            if readable and not self.sock.recv(65536):
-                self._disconnect("receiver closed the connection")
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError as e:
-            self._disconnect(e)
-
-    def _send(self) -> None:
-        while self.queue:
-            head = self.queue[0]
-            try:
-                n = self.sock.send(memoryview(head)[self.head_sent:])
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:
-                self._disconnect(e)
-                return
-            self.head_sent += n
-            self.buffered -= n
-            self.counts["sent_bytes"] += n
-            if self.head_sent == len(head):
-                self.queue.popleft()
-                self.head_sent = 0
-                self.counts["sent"] += 1
-
-    def _disconnect(self, why: Any) -> None:
-        """Drop the socket; with ``why``, record the outage and schedule a reconnect."""
-        if self.sock is not None:
-            self.sock.close()
-        self.sock = None
-        self.connecting = False
-        # The partly sent head goes again, whole, on the next connection.
-        self.buffered += self.head_sent
-        self.head_sent = 0
-        if why is not None:
-            self.counts["disconnects"] += 1
-            self.errors.record("connection", f"{self.addr[0]}:{self.addr[1]}",
-                               f"lost connection ({why}); reconnecting")
-            self.backoff = self.config.reconnect_min
-        self.next_attempt = time.monotonic() + self.backoff
-        self.backoff = min(self.backoff * 2, self.config.reconnect_max)
-
-    # -- reporting
-
-    def drain_errors(self) -> list:
-        """Recent error records since the last drain (see ErrorLog)."""
-        return self.errors.drain()
-
-    def stats(self) -> dict:
-        """Counters: accepted, sent, dropped, connects, failures, and what is buffered."""
-        out = self.errors.stats(self.counts, _SINK_COUNTERS)
-        out["buffered_bytes"] = self.buffered
-        out["buffered_messages"] = len(self.queue)
-        out["connected"] = self.sock is not None and not self.connecting
         return out

@@ -5,10 +5,13 @@ returns a protocol record or plain, picklable data."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import socket
 from typing import Any, Protocol
 
-from ..protocol import Flow, SourceStatus, StateRows, Status
+from ..protocol import Flow, SourceStatus, StateRows, Status, WorkerInfo
+from .codec import SAMPLE, estimate_bytes
 from .core import Core
 from .transport import Transport
 
@@ -19,7 +22,7 @@ class Worker(Protocol):
     me: int
     core: Core
     net: Transport
-    connectors: list
+    io: Any  # endpoints.Endpoints
     watchdog: Any  # watchdog.Watchdog
 
     def collect_connector_errors(self) -> None: ...
@@ -41,8 +44,21 @@ def op_status(w: Worker) -> Status:
         filtered={names[i]: n for i, n in enumerate(rt.filtered) if n},
         errors={names[i]: n for i, n in enumerate(rt.error_counts) if n},
         sink_counts=dict(rt.sink_counts),
-        connectors={name: conn.stats() for name, conn in w.connectors},
+        connectors=w.io.stats(),
     )
+
+
+def op_info(w: Worker) -> WorkerInfo:
+    """This worker's row of app.workers()."""
+    core = w.core
+    rt = core.rt
+    keys = sum(len(s) for s in rt.states.values()) + sum(len(r.keys()) for r in rt.windows.values())
+    size = sum(estimate_bytes(s) for s in rt.states.values())
+    size += sum(estimate_bytes(r.snapshot(r.keys()[:SAMPLE]), as_plain=False)
+                * max(1, len(r.keys())) // max(1, min(SAMPLE, len(r.keys())))
+                for r in rt.windows.values() if r.keys())
+    return WorkerInfo(w.me, os.getpid(), socket.gethostname(), rt.owners.count(w.me), keys, size,
+                      sum(st.count for st in core.sources.values()), sum(rt.sink_counts.values()))
 
 
 def op_state(w: Worker, step: str) -> StateRows:
@@ -74,4 +90,4 @@ def op_flow(w: Worker) -> Flow:
 
 
 OPS = {"status": op_status, "state": op_state, "trigger": op_trigger, "update": op_update,
-       "flow": op_flow}
+       "info": op_info, "flow": op_flow}

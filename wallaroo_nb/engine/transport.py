@@ -61,28 +61,64 @@ class Transport:
     """The data plane (a PULL bound here, a PUSH to every peer) and the queue of
     messages for the driver, with the counters termination detection reads."""
 
-    def __init__(self, zctx: zmq.Context, ctl: zmq.Socket, me: int, data_addrs: list):
-        n = len(data_addrs)
+    def __init__(self, zctx: zmq.Context, ctl: zmq.Socket, me: int, bind: str):
+        self.zctx = zctx
         self.me = me
         self.ctl = ctl
         self.data_in = zctx.socket(zmq.PULL)
         self.data_in.setsockopt(zmq.RCVHWM, HWM)
-        self.data_in.bind(data_addrs[me])
-        self.peers: list = [None] * n
-        for w, addr in enumerate(data_addrs):
-            if w != me:
-                s = zctx.socket(zmq.PUSH)
-                s.setsockopt(zmq.SNDHWM, HWM)
-                s.setsockopt(zmq.LINGER, 2000)
-                # a peer may not have bound yet: retry in 10 ms, not zmq's default 100 ms
-                s.setsockopt(zmq.RECONNECT_IVL, 10)
-                s.connect(addr)
-                self.peers[w] = s
-        self.outbox = [deque() for _ in range(n)]
+        self.data_in.bind(bind)
+        self.address = self.data_in.getsockopt(zmq.LAST_ENDPOINT).decode()  # port 0 resolved
+        self.addrs: list = []
+        self.peers: list = []
+        self.outbox: list = []
         self.driver_out: deque = deque()
-        self.sent = [0] * n  # frames sent to each peer
-        self.recv = [0] * n  # frames received from each peer
+        self.sent: list = []  # frames sent to each peer
+        self.recv: list = []  # frames received from each peer
         self.results_sent = 0
+        self.era = 0  # frames of another era are dropped (a rollback began a new one)
+
+    def reset(self, era: int) -> None:
+        """A rollback: what waits to be sent belongs to the void era; counters restart."""
+        self.era = era
+        for q in self.outbox:
+            q.clear()
+        self.driver_out.clear()
+        self.sent = [0] * len(self.sent)
+        self.recv = [0] * len(self.recv)
+        self.results_sent = 0
+
+    def set_peers(self, addrs: list) -> None:
+        """Connect to the peers' data sockets (``addrs``: worker id -> address, None for
+        none); sockets to peers that went or moved are closed, counters kept."""
+        n = len(addrs)
+        grow = n - len(self.peers)
+        if grow > 0:
+            self.peers += [None] * grow
+            self.outbox += [deque() for _ in range(grow)]
+            self.sent += [0] * grow
+            self.recv += [0] * grow
+            self.addrs += [None] * grow
+        for w in range(len(self.peers)):
+            addr = addrs[w] if w < n and w != self.me else None
+            if addr == self.addrs[w]:
+                continue
+            if self.peers[w] is not None:
+                self.peers[w].close(0)
+                self.peers[w] = None
+                self.outbox[w].clear()
+            if addr is not None:
+                self.peers[w] = self._push(addr)
+            self.addrs[w] = addr
+
+    def _push(self, addr: str) -> zmq.Socket:
+        s = self.zctx.socket(zmq.PUSH)
+        s.setsockopt(zmq.SNDHWM, HWM)
+        s.setsockopt(zmq.LINGER, 2000)
+        # a peer may not have bound yet: retry in 10 ms, not zmq's default 100 ms
+        s.setsockopt(zmq.RECONNECT_IVL, 10)
+        s.connect(addr)
+        return s
 
     def room(self) -> bool:
         """False while an outbox is long: the worker's sources pause."""
@@ -121,9 +157,9 @@ class Transport:
         """Send what zmq takes now; the rest waits for the next call."""
         for w, q in enumerate(self.outbox):
             sock = self.peers[w]
-            while q:
+            while q and sock is not None:
                 try:
-                    sock.send(pack_frame(self.me, q[0]), NOBLOCK)
+                    sock.send(pack_frame(self.era, self.me, q[0]), NOBLOCK)
                 except zmq.Again:
                     break
                 q.popleft()
@@ -147,6 +183,8 @@ class Transport:
                 frame = self.data_in.recv(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
-            sender, groups = unpack_frame(frame)
+            era, sender, groups = unpack_frame(frame)
+            if era != self.era:
+                continue  # sent before a rollback: void
             self.recv[sender] += 1
             yield sender, groups

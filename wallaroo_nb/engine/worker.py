@@ -13,33 +13,38 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import pickle
 import sys
 import time
 import traceback
-from typing import Any, Optional
+from typing import Optional
 
 import zmq
 
-from ..connectors.base import Sink, Source, open_source
-from ..protocol import Barrier, EpochAck, Hello, Kind, Reply, Request, Start, decode, encode
-from . import snapshots
+from ..protocol import (
+    Barrier,
+    Hello,
+    Kind,
+    Ready,
+    Reply,
+    Request,
+    Start,
+    decode,
+    encode,
+)
 from .core import Core
-from .epochs import read_checked, write_atomic
+from .endpoints import TURN_BUDGET_S, Endpoints
 from .ops import OPS
 from .transport import HWM, Transport
 from .watchdog import Watchdog
+from .worker_epochs import WorkerEpochs
 
-CHUNK = 1024  # max values read from a source per loop turn
-TURN_BUDGET_S = 0.02  # a source reads what its steps take about this long for
-FIRST_CHUNK = 64  # before anything is measured
 FRAMES_PER_TURN = 16  # max peer frames handled per loop turn (fairness with sources)
 IDLE_POLL_MS = 100
 PARENT_CHECK_S = 0.25
 DRIVER_SILENCE_S = 10.0  # no word from the driver this long: it is gone
 
 
-class Worker:
+class Worker(WorkerEpochs):
     """One worker process: its sockets, its live sources and sinks, and the Core.
 
     Life: ``handshake`` (hello -> Start), ``setup`` (core, connectors, sockets,
@@ -60,16 +65,12 @@ class Worker:
         self.last_driver = time.monotonic()
         self.core: Optional[Core] = None
         self.net: Optional[Transport] = None
-        self.live_sources: dict[int, Source] = {}
-        self.live_sinks: dict[int, Sink] = {}
-        self.committing: dict[str, Sink] = {}  # exactly-once sinks, by step name
+        self.io: Optional[Endpoints] = None
         self.ckpt_dir: Optional[str] = None
-        self.uncommitted_positions: dict = {}  # epoch -> {source id: position} at its barrier
         self.barrier: Optional[Barrier] = None  # of the epoch in flight
         self.draining = False  # a final barrier passed: read no more
         self.applied: set = set()  # ids of the triggers applied here (checkpointed)
-        self.reported_stats: dict = {}
-        self.chunks: dict = {}  # source id -> values to read per turn (see read_sources)
+        self.acked: Optional[int] = None  # a rescaling epoch acknowledged, awaiting ADOPT
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -91,53 +92,34 @@ class Worker:
 
     def setup(self, start: Start) -> None:
         plan = start.plan
+        self.start = start
         self.watchdog.start(plan)
         self.n = n = start.workers
         self.core = core = Core(plan, self.me, n, start.assign, start.owners, start.on_error,
                                 start.metrics)
-        for step in plan.steps:
-            if step.is_sink and not step.sink.to_driver:
-                sink = self.live_sinks[step.id] = step.sink.make_sink()
-                sink.open(self.me)
         self.ckpt_dir = start.checkpoint_dir
-        if self.ckpt_dir:  # exactly-once sinks hold outputs back until their epoch commits
-            self.committing = {plan.steps[sid].name: sink for sid, sink in self.live_sinks.items()
-                               if getattr(sink, "commits", False)}
-        for sink in self.committing.values():
-            sink.hold()
-        for sid in core.sources:
-            self.live_sources[sid] = open_source(plan.sources[sid].config, self.me,
-                                                 start.assign[sid])
+        self.io = Endpoints(plan, self.me, core, start.assign, start.resilience)
         if start.restore is not None:
             self.restore(start.restore)
-        self.connect(start.data_addrs)
-        self.connectors = [(core.sources[sid].name, src) for sid, src in self.live_sources.items()]
-        self.connectors += [(plan.steps[sid].name, sink) for sid, sink in self.live_sinks.items()]
+        self.connect(start.data_bind)
+        self.net.era = start.era
 
-    def connect(self, data_addrs: list) -> None:
-        """The data plane, and two pollers: while sources are paused their
-        (level-triggered) fds must not wake the loop, or it would spin."""
-        self.net = Transport(self.zctx, self.ctl, self.me, data_addrs)
+    def connect(self, bind: str) -> None:
+        """The data plane, and three pollers: while sources are paused their
+        (level-triggered) fds must not wake the loop, or it would spin; while a live
+        sink is not ready, peers' frames wait too (their senders' outboxes fill and
+        their sources pause: backpressure reaches every worker)."""
+        self.net = Transport(self.zctx, self.ctl, self.me, bind)
+        self.poller_blocked = zmq.Poller()
+        self.poller_blocked.register(self.ctl, zmq.POLLIN)
         self.poller_paused = zmq.Poller()
         self.poller = zmq.Poller()
         for p in (self.poller_paused, self.poller):
             p.register(self.ctl, zmq.POLLIN)
             p.register(self.net.data_in, zmq.POLLIN)
-        for src in self.live_sources.values():
+        for src in self.io.sources.values():
             for fd in src.fds():
                 self.poller.register(fd, zmq.POLLIN)
-
-    def restore(self, r: Any) -> None:
-        """Load the slots this worker owns from every snapshot of the epoch; rewind."""
-        core = self.core
-        for name, sha in r.files.items():
-            data = pickle.loads(read_checked(os.path.join(r.dir, name), sha))
-            mine = snapshots.restore(core, data)
-            for sink_name, sink_state in mine.get("sinks", {}).items():
-                self.committing[sink_name].restore(sink_state)
-            self.applied.update(mine.get("triggers", ()))
-        for sid, pos in snapshots.rewind(core, r.positions).items():
-            self.live_sources[sid].seek(pos)
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -146,27 +128,30 @@ class Worker:
         # everything loaded so far (modules, the plan, user code) lives as long as the
         # worker: keep the cyclic collector's full passes from walking it again and again
         gc.freeze()
-        self.ctl.send_multipart(encode(Kind.READY))
+        self.ctl.send_multipart(encode(Kind.READY, Ready(self.net.address)))
         self.wait_go()
-        core = self.core
         next_check = time.monotonic() + PARENT_CHECK_S
         watchdog = self.watchdog
         while not self.stopping:
             watchdog.turns += 1
-            reading = (not core.rt.halted and self.net.room() and not core.aligner.active
-                       and not self.draining
-                       and all(sink.ready() for sink in self.live_sinks.values()))
-            events = self.wait_events(self.poller if reading else self.poller_paused)
+            core = self.core  # a rollback makes a new one
+            sinks_ready = self.io.ready()
+            reading = (sinks_ready and not core.rt.halted and self.net.room()
+                       and not core.aligner.active and not self.draining)
+            events = self.wait_events(self.poller if reading else self.poller_paused
+                                      if sinks_ready else self.poller_blocked)
             if self.ctl in events:
                 self.handle_control()
+                if self.core is not core:
+                    continue  # rolled back: a new core, a new era; start the turn again
             if self.net.data_in in events:
                 self.handle_frames()
             now = time.monotonic()
             if reading and not core.aligner.active:
-                self.read_sources()
+                self.io.read(core)
             core.tick(now)
             self.flush()
-            self.flush_sinks()
+            self.io.flush_due(core)
             if core.rt.recorder.due(now):
                 self.send_metrics()
             if now >= next_check:
@@ -180,6 +165,8 @@ class Worker:
             kind, *rest = self.next_control()
             if kind == Kind.GO:
                 return
+            if kind == Kind.PEERS:
+                self.net.set_peers(decode(kind, rest).addrs)
             if kind == Kind.STOP:
                 self.stopping = True
                 self.shutdown()
@@ -190,19 +177,10 @@ class Worker:
     def poll_timeout_ms(self) -> float:
         if self.net.busy:
             return 1.0
-        wait = IDLE_POLL_MS / 1000
-        for sink in self.live_sinks.values():
-            hint = sink.wait_hint()
-            if hint is not None:
-                wait = min(wait, hint)
         core = self.core
-        if core.rt.halted or core.aligner.active or self.draining:
-            return wait * 1000
-        for sid, src in self.live_sources.items():
-            if not core.sources[sid].done:
-                hint = src.wait_hint()
-                if hint is not None:
-                    wait = min(wait, hint)
+        paused = core.rt.halted or core.aligner.active or self.draining
+        hint = self.io.wait_hint(core, paused)
+        wait = IDLE_POLL_MS / 1000 if hint is None else min(IDLE_POLL_MS / 1000, hint)
         return max(wait, 0.0) * 1000
 
     def wait_events(self, poller: zmq.Poller) -> dict:
@@ -216,36 +194,12 @@ class Worker:
             time.sleep(timeout / 1000)
         return events
 
-    def read_sources(self) -> None:
-        """A chunk from each live source. A chunk is as many values as the source's steps
-        take about TURN_BUDGET_S for (measured), so slow user code keeps loop turns, and
-        with them answers to the driver, short; fast steps read CHUNK at a time."""
-        core, chunks = self.core, self.chunks
-        for sid, src in self.live_sources.items():
-            st = core.sources[sid]
-            if st.done:
-                continue
-            try:
-                vals = src.read(chunks.get(sid, FIRST_CHUNK))
-            except Exception as e:
-                core.rt.source_error(st.name, None, e, "source")
-                core.end_source(sid)
-                continue
-            if vals is None:
-                core.end_source(sid)
-            elif vals:
-                t = time.perf_counter()
-                core.ingest(sid, vals, src.origin_ns())
-                per_value = max(time.perf_counter() - t, 1e-6) / len(vals)
-                chunks[sid] = max(1, min(CHUNK, int(TURN_BUDGET_S / per_value)))
-
     def handle_frames(self) -> None:
         core = self.core
         deadline = time.perf_counter() + TURN_BUDGET_S
         for sender, groups in self.net.frames(FRAMES_PER_TURN):
             core.receive(sender, groups)
-            if core.epoch_ready:
-                self.complete_epoch()
+            self.check_epoch()
             if time.perf_counter() > deadline:
                 return  # slow steps: answer the driver before the next frame
 
@@ -254,80 +208,17 @@ class Worker:
     def flush(self) -> None:
         """Hand what the core produced to the live sinks and to the transport."""
         out = self.core.take()
-        for sid, batch in out.sinks:
-            self.live_sinks[sid].write(batch)
+        self.io.write(out.sinks)
         self.net.queue(out)
         self.net.send()
 
-    def flush_sinks(self) -> None:
-        for sink in self.live_sinks.values():
-            hint = sink.wait_hint()
-            if hint is not None and hint <= 0:
-                try:
-                    sink.flush()
-                except Exception as e:
-                    self.core.rt.source_error(type(sink).__name__, None, e, "sink flush")
-
     def collect_connector_errors(self) -> None:
-        """Connectors keep their own error logs and counters; bring them to the driver."""
-        rt = self.core.rt
-        for name, conn in self.connectors:
-            for e in conn.drain_errors():
-                rt.connector_error(name, e)
-            stats = conn.stats()
-            seen = self.reported_stats.setdefault(name, {})
-            for key, value in stats.items():
-                if isinstance(value, int) and value != seen.get(key, 0):
-                    rt.recorder.count("pipeline", name, key, value - seen.get(key, 0))
-                    seen[key] = value
+        self.io.collect_errors(self.core)
 
     def send_metrics(self) -> None:
         delta = self.core.rt.metrics_delta()
         if delta["hist"] or delta["events"]:
             self.net.to_driver(encode(Kind.METRICS, (delta["hist"], delta["events"])))
-
-    # -- checkpoints ---------------------------------------------------------------------------
-
-    def begin_epoch(self, barrier: Barrier) -> None:
-        """The barrier enters here: sources stop at this chunk boundary (for good if it
-        is the final one of a stopping app)."""
-        positions = {sid: src.position() for sid, src in self.live_sources.items()}
-        self.uncommitted_positions[barrier.epoch] = positions
-        self.barrier = barrier
-        self.draining = self.draining or barrier.final
-        self.core.begin_epoch(barrier.epoch, positions)
-        if self.core.epoch_ready:
-            self.complete_epoch()
-
-    def complete_epoch(self) -> None:
-        """Every barrier is aligned: snapshot, acknowledge, then go on with what was held."""
-        core = self.core
-        epoch = core.aligner.epoch
-        # "close window" clicks of this epoch, at the same cut on every worker
-        fired = {t.id: core.trigger(t.step, t.key) for t in self.barrier.triggers
-                 if t.id not in self.applied}
-        self.applied.update(fired)
-        self.flush()  # outputs of the epoch reach sinks and the driver before the ack
-        self.send_metrics()  # and so do its counters: the driver counts them at the commit
-        sinks = {name: sink.epoch_state(epoch) for name, sink in self.committing.items()}
-        payload = snapshots.snapshot(core, epoch, sinks, sorted(self.applied))
-        name = f"epoch-{epoch}-worker-{self.me}.ckpt"
-        sha = write_atomic(os.path.join(self.ckpt_dir, name), payload)
-        ack = EpochAck(epoch, self.me, name, sha, len(payload), core.epoch_positions, fired)
-        self.net.to_driver(encode(Kind.ACK, ack))
-        core.finish_epoch()
-
-    def on_commit(self, epoch: int) -> None:
-        """The app committed ``epoch``: exactly-once sinks deliver, sources hear of it."""
-        for sink in self.committing.values():
-            sink.commit(epoch)
-        done = [e for e in self.uncommitted_positions if e <= epoch]
-        if done:
-            positions = self.uncommitted_positions[max(done)]
-            for e in done:
-                del self.uncommitted_positions[e]
-            for sid, pos in positions.items():
-                self.live_sources[sid].committed(pos)
 
     # -- control ---------------------------------------------------------------------------
 
@@ -343,9 +234,15 @@ class Worker:
             elif kind == Kind.CHECKPOINT:
                 self.begin_epoch(decode(kind, rest))
             elif kind == Kind.COMMIT:
-                self.on_commit(decode(kind, rest))
+                self.io.on_commit(decode(kind, rest))
             elif kind == Kind.ABORT:
                 self.core.abort_epoch(decode(kind, rest))
+            elif kind == Kind.ADOPT:
+                self.adopt(decode(kind, rest))
+            elif kind == Kind.PEERS:
+                self.net.set_peers(decode(kind, rest).addrs)
+            elif kind == Kind.ROLLBACK:
+                self.rollback(decode(kind, rest))
             elif kind == Kind.STOP:
                 self.stopping = True
                 return
@@ -373,11 +270,7 @@ class Worker:
 
     def shutdown(self) -> None:
         if self.core is not None:
-            for src in self.live_sources.values():
-                _quietly(src.close)
-            for sink in self.live_sinks.values():
-                _quietly(sink.flush)
-                _quietly(sink.close)
+            self.io.close()
             self.collect_connector_errors()
             self.send_metrics()
             self.flush()
@@ -386,13 +279,6 @@ class Worker:
                 time.sleep(0.005)
                 self.net.send()
         self.ctl.send_multipart(encode(Kind.BYE))
-
-
-def _quietly(fn: Any) -> None:
-    try:
-        fn()
-    except Exception:
-        traceback.print_exc()
 
 
 def main(argv: list | None = None) -> None:

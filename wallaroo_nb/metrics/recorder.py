@@ -18,7 +18,7 @@ import time
 
 from .histogram import Histogram, record, to_wire
 
-CATEGORIES = ("computation", "pipeline", "sink", "visible", "worker")
+CATEGORIES = ("computation", "pipeline", "sink", "source", "visible", "worker")
 SEND_INTERVAL = 1.0  # seconds between deltas
 
 

@@ -56,7 +56,7 @@ class WindowTimeline(LiveBox):
         self.step = step
         self._sid = app.plan.step_named(step).id
         self._delay_ns = int(getattr(spec, "delay_ns", 0) or 0)
-        self._workers = int(app.workers)
+        self._workers = int(app.worker_count)
         self._t0 = time.monotonic()
         self._origin: int | None = None  # ns subtracted from event times, once known
         self._open: dict = {}  # (start, end) ns -> {"opened": s, "keys": n}
