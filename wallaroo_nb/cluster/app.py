@@ -134,7 +134,7 @@ class App(MetricsViews, Elastic, LiveViews):
 
     def _commit_last_epoch(self) -> None:
         epochs = self._driver.epochs
-        if epochs is None or not self._driver.ready.is_set():
+        if not self._driver.resilient or not self._driver.ready.is_set():
             return
         target = epochs.request_final()
         self._driver.wake()
@@ -271,7 +271,7 @@ class App(MetricsViews, Elastic, LiveViews):
         epochs = self._driver.epochs
         if not committed:
             return state_frame(self.plan, self._call("state", {"step": step}))
-        if epochs is None:
+        if not self._driver.resilient:
             raise ValueError("state(committed=True) needs resilience=True (there are no "
                              "checkpoints); app.state(step) shows the live state")
         manifest = epochs.committed
@@ -330,7 +330,7 @@ class App(MetricsViews, Elastic, LiveViews):
             raise ValueError(f"step {step!r} is not an event_windows() step; triggers close "
                              "event-driven windows only")
         epochs = self._driver.epochs
-        if epochs is None:
+        if not self._driver.resilient:
             return sum(self._call("trigger", {"step": step, "key": key}))
         self._raise_failure()
         tid = epochs.request_trigger(step, key)

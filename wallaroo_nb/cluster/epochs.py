@@ -243,8 +243,9 @@ class Epochs:
         batches = [b for w in workers for b in self.acked_batches[w]]
         acks = [self.acks[w] for w in workers]
         if not self.resilient:  # a rescaling epoch without checkpoints: hand over at once
-            self.in_flight, self.rescaling = None, None
-            self.driver.scaler.on_acked(self.epoch, acks)
+            rescaling, self.in_flight, self.rescaling = self.rescaling, None, None
+            if rescaling is not None:
+                self.driver.scaler.on_acked(self.epoch, acks)
             return
         self.thread = threading.Thread(target=self._write, args=(self.in_flight, acks, batches),
                                        daemon=True, name="wallaroo_nb-commit")

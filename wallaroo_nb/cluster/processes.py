@@ -51,10 +51,11 @@ class WorkerProcesses:
     def start(self, n: int) -> None:
         """A whole new set of ``n`` workers (at start, or to restart everything)."""
         self.kill_all()
-        self.procs, self.gens, self.exited = [], [], []
+        self.gens = [self._gen() for _ in range(n)]
         self.stopping = set()
         self.heartbeats = {}
-        self.add_workers(0, n)
+        procs = [self._spawn(i) for i in range(n)]  # the list is replaced whole: others read it
+        self.procs, self.exited = procs, [False] * n
 
     def add_workers(self, first: int, n: int) -> None:
         """Start workers ``first`` .. ``n - 1`` (growing)."""

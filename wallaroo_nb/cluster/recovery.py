@@ -5,8 +5,8 @@ is restarted: the others roll back in place to the last committed epoch (a fresh
 engine core restored from the epoch's files; sockets, connectors and processes
 kept), the new worker starts from the same files, and a new era begins: data frames
 of the old one are dropped, and until a rolled-back worker says READY whatever it
-sent is of the old era too. With no committed epoch yet, or a rescaling under way,
-every worker restarts from the start, as before.
+sent is of the old era too. With no committed epoch yet, a rescaling under way, or a
+recovery not finished yet, every worker restarts from the last committed epoch.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class Recovery:
         committed = self.epochs.committed
         self.requests.cancel_all(Recovering("workers restarted during the request; ask again"))
         self.generation += 1  # a new era
-        if committed is None or self.scaler.busy:
+        if committed is None or self.scaler.busy or not self.ready.is_set():
+            # nothing to roll back to, a rescaling, or a recovery still going on
             self.scaler.fail(WorkerFailure(f"{reason}: the app recovered with {self.n} "
                                            "workers; scale again"))
             self.cb.event(f"{reason}; restarting every worker from {describe(committed)}")

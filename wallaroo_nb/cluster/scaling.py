@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import Any, Optional
 
 from ..keys import moved_slots, rebalance
 from ..protocol import Adopt, Kind, Peers, Rescale, encode
 from .checkpoints import merged_positions
-
-if TYPE_CHECKING:
-    from .driver import Driver
 
 SCALE_TIMEOUT_S = 120.0
 
@@ -51,7 +48,7 @@ class ScaleRequest:
 class Scaler:
     """The state of the change under way, if any (see the module docstring)."""
 
-    def __init__(self, driver: "Driver"):
+    def __init__(self, driver: Any):  # driver.Driver (not imported: it imports this module)
         self.d = driver
         self.queue: list[ScaleRequest] = []
         self.req: Optional[ScaleRequest] = None
