@@ -186,5 +186,7 @@ class Transport:
             era, sender, groups = unpack_frame(frame)
             if era != self.era:
                 continue  # sent before a rollback: void
+            if sender >= len(self.recv):  # a joining peer, before the PEERS that names it
+                self.recv += [0] * (sender + 1 - len(self.recv))
             self.recv[sender] += 1
             yield sender, groups
