@@ -92,13 +92,11 @@ class Transport:
         """Connect to the peers' data sockets (``addrs``: worker id -> address, None for
         none); sockets to peers that went or moved are closed, counters kept."""
         n = len(addrs)
-        grow = n - len(self.peers)
-        if grow > 0:
-            self.peers += [None] * grow
-            self.outbox += [deque() for _ in range(grow)]
-            self.sent += [0] * grow
-            self.recv += [0] * grow
-            self.addrs += [None] * grow
+        self.peers += [None] * (n - len(self.peers))
+        self.outbox += [deque() for _ in range(n - len(self.outbox))]
+        self.sent += [0] * (n - len(self.sent))
+        self.recv += [0] * (n - len(self.recv))
+        self.addrs += [None] * (n - len(self.addrs))
         for w in range(len(self.peers)):
             addr = addrs[w] if w < n and w != self.me else None
             if addr == self.addrs[w]:
