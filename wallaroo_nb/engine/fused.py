@@ -123,7 +123,8 @@ def _state_lines(i: int, has_key_fn: bool, route_here: bool) -> list[str]:
             "    continue",
             "if w != me:", f"    pend{i}[w].append(v)", "    continue"]
     lines += [
-        f"s = states{i}.get(k)", "if s is None:", "    try:", f"        s = states{i}[k] = cls{i}()",
+        "try:", f"    s = states{i}[k]", "except KeyError:  # the key's first message here",
+        "    try:", f"        s = states{i}[k] = cls{i}()",
         "    except Exception as e:", f'        on_error(step{i}, k, v, e, where="state class")',
         "        continue",
         "try:", f"    v = f{i}(v, s)", "except Exception as e:", f"    on_error(step{i}, k, v, e)",

@@ -11,6 +11,7 @@ outbox is long, which is how a fast source slows down instead of growing memory.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import os
 import sys
@@ -42,6 +43,7 @@ FRAMES_PER_TURN = 16  # max peer frames handled per loop turn (fairness with sou
 IDLE_POLL_MS = 100
 PARENT_CHECK_S = 0.25
 DRIVER_SILENCE_S = 10.0  # no word from the driver this long: it is gone
+TIMER_SLACK_NS = 1000  # how late Linux may wake a sleep of this process (default 50 us)
 
 
 class Worker(WorkerEpochs):
@@ -281,6 +283,17 @@ class Worker(WorkerEpochs):
         self.ctl.send_multipart(encode(Kind.BYE))
 
 
+def precise_sleeps() -> None:
+    """Ask Linux to end this process's sleeps within TIMER_SLACK_NS of their time. A paced
+    source at 10,000 messages/s sleeps ~100 us between reads; with the default slack of
+    50 us each message would be read about that much after it was due (measured: median
+    overshoot of a 100 us sleep 83 us with the default, 24 us with 1 us). Elsewhere: no-op."""
+    try:
+        ctypes.CDLL(None).prctl(29, TIMER_SLACK_NS, 0, 0, 0)  # 29: PR_SET_TIMERSLACK
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
 def main(argv: list | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--driver", required=True)
@@ -289,6 +302,7 @@ def main(argv: list | None = None) -> None:
     p.add_argument("--wallaroo-alias", action="store_true",
                    help="make `import wallaroo` resolve to wallaroo_nb (running Wallaroo apps)")
     a = p.parse_args(argv)
+    precise_sleeps()  # before any thread starts: threads inherit it
     if a.wallaroo_alias:
         from ..compat import install_alias
 
