@@ -141,7 +141,7 @@ class Worker(WorkerEpochs):
             reading = (sinks_ready and not core.rt.halted and self.net.room()
                        and not core.aligner.active and not self.draining)
             events = self.wait_events(self.poller if reading else self.poller_paused
-                                      if sinks_ready else self.poller_blocked)
+                                      if sinks_ready else self.poller_blocked, reading)
             if self.ctl in events:
                 self.handle_control()
                 if self.core is not core:
@@ -176,19 +176,21 @@ class Worker(WorkerEpochs):
             if kind == Kind.REQUEST:
                 self.answer(decode(kind, rest))
 
-    def poll_timeout_ms(self) -> float:
-        if self.net.busy:
-            return 1.0
-        core = self.core
-        paused = core.rt.halted or core.aligner.active or self.draining
-        hint = self.io.wait_hint(core, paused)
+    def poll_timeout_ms(self, reading: bool) -> float:
+        """Until a source this turn may read has more or a sink wants flushing (at most
+        IDLE_POLL_MS); at most 1 ms while frames wait to be sent, as zmq does not say when
+        a peer takes more. A source that has more is read at once even then, as long as
+        the outboxes have room: the worker goes on working while a peer catches up."""
+        hint = self.io.wait_hint(self.core, not reading)
         wait = IDLE_POLL_MS / 1000 if hint is None else min(IDLE_POLL_MS / 1000, hint)
+        if self.net.busy:
+            wait = min(wait, 0.001)
         return max(wait, 0.0) * 1000
 
-    def wait_events(self, poller: zmq.Poller) -> dict:
+    def wait_events(self, poller: zmq.Poller, reading: bool) -> dict:
         """Poll for input; zmq counts whole milliseconds, so shorter waits (a paced source
         due in 100 us) look once and then sleep just that long."""
-        timeout = self.poll_timeout_ms()
+        timeout = self.poll_timeout_ms(reading)
         if timeout >= 1.0 or timeout == 0:
             return dict(poller.poll(int(timeout + 0.5)))
         events = dict(poller.poll(0))
