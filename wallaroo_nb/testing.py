@@ -35,7 +35,7 @@ from .keys import default_owners
 from .plan import Plan
 from .windows import Aggregation
 
-CHUNK = 1024  # values read from a source per turn, as a worker reads them
+CHUNK = 4096  # values read from a source per turn, as a worker reads them (endpoints.CHUNK)
 
 __all__ = ["Collect", "Count", "LocalRun", "ScriptedSourceConfig", "Sum", "read_n",
            "read_source", "run_local"]

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 from proctools import pid_alive
 
 import wallaroo_nb as w
@@ -130,6 +131,23 @@ def test_fast_source_is_slowed_by_a_slow_step(start):
     read = sum(src.count for s in st for src in s.sources.values())
     processed = sum(s.filtered.get("slow", 0) for s in st)
     # unthrottled, the generator alone would read millions in 3 s; queues are bounded by
-    # (outbox + send HWM + receive HWM) frames of at most 1024 events each
+    # (outbox + send HWM + receive HWM) frames of at most a chunk of events each
     assert processed > 1000
     assert read - processed < 200_000, (read, processed)
+
+
+def test_workers_wake_from_sleeps_on_time(start):
+    """A paced source sleeps ~100 us between messages at 10,000/s: workers ask Linux for
+    a timer slack of 1 us instead of the default 50 us (see worker.precise_sleeps)."""
+    if not os.path.exists("/proc/self/timerslack_ns"):
+        pytest.skip("no /proc/PID/timerslack_ns on this system")
+    with open("/proc/self/timerslack_ns") as f:
+        mine = int(f.read())
+    p = (w.source("g", w.GenSourceConfig(Endless(), rate=100)).to_sink(w.CollectorSinkConfig()))
+    app = start(p, workers=2)
+    assert app._driver.ready.wait(30)
+    for pid in app.pids:
+        with open(f"/proc/{pid}/timerslack_ns") as f:
+            assert int(f.read()) == 1000, pid
+    with open("/proc/self/timerslack_ns") as f:
+        assert int(f.read()) == mine  # the driver's (the user's kernel's) is left alone

@@ -11,6 +11,7 @@ from apps import first, running_sum, sum_reference
 from receivers import encode_json, free_port, receiver_fixture  # noqa: F401 (the fixture)
 
 import wallaroo_nb as w
+from wallaroo_nb.engine.endpoints import CHUNK
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -49,7 +50,7 @@ def test_an_absent_receiver_pauses_the_pipeline_and_nothing_is_dropped(receiver,
     assert after["accepted"] == before["accepted"] < n, (before, after)  # paused
     assert after.get("dropped", 0) == 0
     # bounded: max_buffer plus what one chunk of the source made before the pause
-    assert after["buffered_bytes"] < MAX_BUFFER + 1024 * 40, after
+    assert after["buffered_bytes"] < MAX_BUFFER + CHUNK * 40, after
 
     rx = receiver(port)
     app.wait(timeout=60)

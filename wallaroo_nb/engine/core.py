@@ -27,6 +27,7 @@ from ..plan import Plan, SourcePlan
 from ..protocol import GROUP_BARRIER, GROUP_DATA, GROUP_WATERMARK, SourcePosition, StateRows
 from .codec import state_fields
 from .epochs import Aligner
+from .fused import chunk_feeds
 from .runtime import Runtime
 from .steps import build, fan_out
 from .watermarks import NEG_INF, Table, advance, channels
@@ -38,7 +39,7 @@ class SourceState:
     """What the core knows of a source this worker runs (the live Source is the shell's)."""
 
     __slots__ = ("id", "name", "children", "event_time", "replayable", "done", "count", "wm",
-                 "marked", "marked_at", "feed")
+                 "marked", "marked_at", "feed", "chunk")
 
     def __init__(self, sp: SourcePlan):
         self.id = sp.id
@@ -52,6 +53,7 @@ class SourceState:
         self.marked: dict = {}  # step id -> watermark last marked for it
         self.marked_at = 0.0
         self.feed: Callable[[Any], None] = _no_feed
+        self.chunk: Callable[[list], None] = _no_feed  # feed for a whole chunk (fused.py)
 
 
 def _no_feed(v: Any) -> None:
@@ -122,6 +124,10 @@ class Core:
         entry, self.remote = build(self.rt)
         for st in self.sources.values():
             st.feed = fan_out([entry[c] for c in st.children], self.rt.ctx)
+        chunks, self.remote_chunk = chunk_feeds(
+            self.rt, {st.id: (st.children, st.feed) for st in self.sources.values()}, self.remote)
+        for st in self.sources.values():
+            st.chunk = chunks[st.id]
 
     # -- input ---------------------------------------------------------------------------
 
@@ -142,8 +148,7 @@ class Core:
         if etf is None:
             ctx.et = ctx.ts
             ctx.wm = st.wm
-            for v in vals:
-                feed(v)
+            st.chunk(vals)
             st.wm = ctx.ts
         else:
             wm = st.wm
@@ -190,13 +195,12 @@ class Core:
         vals = pickle.loads(payload)
         ctx.src, ctx.ts, ctx.arrived, ctx.sender = src, ts, time.time_ns(), sender
         ctx.origin = origin
-        feed = self.remote[sid]
         if ets is None and wms is None and ws is None:
             ctx.et = ts
             ctx.w = 1
-            for v in vals:
-                feed(v)
+            self.remote_chunk[sid](vals)
         else:
+            feed = self.remote[sid]
             n = len(vals)
             ets = ets or [ts] * n
             wms = wms or [NEG_INF] * n

@@ -38,7 +38,7 @@ def adopt(core: Core, rescale: Rescale, datas: list, positions: dict,
     lost = {s for s, (a, b) in enumerate(zip(old, new)) if a == me and b != me}
     gained = {s for s, (a, b) in enumerate(zip(old, new)) if a != me and b == me}
     drop_slots(core, lost)
-    rt.owners[:] = new  # in place: the fused feeds hold this list
+    rt.set_owners(new)
     if gained:
         for data in datas:
             load_slots(core, data, gained)

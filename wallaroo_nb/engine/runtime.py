@@ -23,7 +23,7 @@ import time
 from typing import Any, Callable
 
 from ..errors import ErrorRecord, error_record, from_connector, short_repr
-from ..keys import default_owners, slot_cache
+from ..keys import CACHE_LIMIT, default_owners, slot_cache
 from ..metrics import histogram as hg
 from ..metrics.recorder import Recorder
 from ..plan import Plan, Step
@@ -70,6 +70,8 @@ class Runtime:
         self.ctx = Ctx()
         self.owners = owners if owners is not None else default_owners(plan.n_slots, n_workers)
         self.slot_cache, self.slot_miss = slot_cache(plan.n_slots)
+        self.route: dict = {}  # key -> worker owning its slot; cleared with the table
+        self.fused = True  # generated chunk loops where the plan allows (see fused.py)
         self.track_event_time = plan.has_event_time
         self.wm_steps = plan.topology.watermarked
         self.track_wm = bool(self.wm_steps)
@@ -110,6 +112,20 @@ class Runtime:
         self.reported_filtered = [0] * len(steps)
         self.reported_errors = [0] * len(steps)
         self.reported_window: dict = {}
+
+    def set_owners(self, owners: list) -> None:
+        """A new slot table, in place (the fused feeds hold this list); keys route anew."""
+        self.owners[:] = owners
+        self.route.clear()
+
+    def route_miss(self, key: Any) -> int:
+        """The worker of a key not in ``route`` yet (then it is): by the stable hash's
+        slot and the slot table; TypeError names a key that cannot be a key."""
+        route = self.route
+        if len(route) >= CACHE_LIMIT:
+            route.clear()
+        w = route[key] = self.owners[self.slot_miss(key)]
+        return w
 
     def step_timer(self, step_id: int, fn: Callable) -> Timer:
         """``fn`` timed per call; one Timer per step, so a hot reload (a new ``fn``)

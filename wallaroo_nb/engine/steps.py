@@ -136,7 +136,7 @@ def _make_multi(step: Step, emit: Callable, rt: Runtime) -> tuple:
 def _keyed(step: Step, run: Callable, rt: Runtime) -> tuple:
     """Wrap ``run(v, key)`` with key extraction and routing to the owning worker."""
     keyf, on_error, me = step.key_fn, rt.on_error, rt.me
-    owners, cache, miss = rt.owners, rt.slot_cache, rt.slot_miss
+    route, miss = rt.route, rt.route_miss  # key -> worker
     pend = rt.pending[step.id]
     pend_et = rt.pending_et[step.id] if rt.track_event_time else None
     pend_wm = rt.pending_wm[step.id] if rt.track_wm else None
@@ -150,10 +150,10 @@ def _keyed(step: Step, run: Callable, rt: Runtime) -> tuple:
             on_error(step, None, v, e, where="key extractor")
             return
         try:
-            w = owners[cache[k]]
+            w = route[k]
         except KeyError:
             try:
-                w = owners[miss(k)]
+                w = miss(k)
             except TypeError as e:
                 on_error(step, k, v, e, where="key extractor")
                 return

@@ -21,6 +21,7 @@ import zmq
 from ..errors import short_repr
 from ..plan import Plan
 from ..protocol import Busy, Kind, encode
+from .fused import FUSED_FILE, NO_KEY
 
 HEARTBEAT_S = 1.0
 PARENT_CHECK_S = 0.25
@@ -59,11 +60,19 @@ def busy_in(frame: Any, code_names: dict) -> tuple:
         code = frame.f_code
         if not step and code in code_names:
             step = code_names[code]
-        if code.co_filename == STEPS_FILE and code.co_name == "run" and "k" in frame.f_locals:
-            key = short_repr(frame.f_locals["k"], 200)
+        if _runs_keyed(code) and "k" in frame.f_locals:
+            k = frame.f_locals["k"]
+            key = "" if k is NO_KEY else short_repr(k, 200)
             break
         frame = frame.f_back
     return step, key
+
+
+def _runs_keyed(code: Any) -> bool:
+    """Code that holds the key of the keyed step it runs as the local ``k``: steps.py's
+    ``run``, and the generated chains of fused.py."""
+    return (code.co_filename == STEPS_FILE and code.co_name == "run") or (
+        code.co_filename.startswith(FUSED_FILE))
 
 
 class Watchdog:
