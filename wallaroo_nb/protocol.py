@@ -8,7 +8,9 @@ pickled batches) because they are frequent. Both sides encode and decode here
 only; nothing crosses a process boundary as a loose dict.
 
 Data plane (worker PUSH -> worker PULL): one frame is msgpack
-``[sender, [group, ...]]`` with the group shapes given by ``GROUP_*``.
+``[sender, [group, ...], generation]`` with the group shapes given by ``GROUP_*``;
+``generation`` is the sender's, as the driver named it in ``Peers``: a receiver drops
+frames of an older generation (an engine that a cluster restarted late is fenced out).
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ GROUP_BARRIER = 1  # (1, step, epoch)
 GROUP_WATERMARK = 2  # (2, step, source, watermark ns)
 
 
-def pack_frame(sender: int, groups: list) -> bytes:
-    return msgpack.packb([sender, groups])
+def pack_frame(sender: int, groups: list, generation: int = 0) -> bytes:
+    return msgpack.packb([sender, groups, generation])
 
 
 def unpack_frame(frame: bytes) -> tuple:
-    """(sender, groups) of a data-plane frame."""
+    """(sender, groups, sender's generation) of a data-plane frame."""
     return msgpack.unpackb(frame)
 
 
@@ -68,6 +70,8 @@ class Kind:
 @dataclass(frozen=True)
 class Hello:
     pid: int
+    host: str = ""  # where the engine binds (its Dask worker's host); "" on this machine
+    dask_worker: str = ""  # the address of the Dask worker whose task started it, if any
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,9 @@ class Ready:
 @dataclass(frozen=True)
 class Peers:
     addrs: list  # worker id -> its data address (None: no such worker)
+    # worker id -> the generation of the engine at that address: frames from an older
+    # one are dropped (None: no fencing, every sender's frames are taken)
+    generations: Optional[list] = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 
 import zmq
 
+from .. import security
 from ..errors import Recovering, StepTimeout, WorkerFailure, error_record
 from ..keys import default_owners
 from ..metrics.recorder import SharedRecorder
@@ -43,6 +44,7 @@ from ..protocol import (
 )
 from .checkpoints import describe
 from .epochs import ERRORS, METRICS, RESULTS, Epochs
+from .launchers import Launcher, LocalLauncher
 from .processes import WorkerProcesses
 from .requests import Requests
 
@@ -66,6 +68,7 @@ class Options:
     wallaroo_alias: bool = False
     step_timeout: Optional[float] = None  # seconds one message may take; None: no limit
     metrics_port: Optional[int] = None  # serve Prometheus metrics here (0: any free port)
+    launcher: Optional[Launcher] = None  # where engines run (launchers.py); None: here
 
 
 @dataclass
@@ -90,13 +93,15 @@ class Driver:
         self.rundir = tempfile.mkdtemp(prefix="wallaroo_nb-")
         os.chmod(self.rundir, 0o700)  # ipc sockets carry pickles: owner only
         self.zctx = zmq.Context()
+        self.launcher = opts.launcher or LocalLauncher()
+        self.auth = security.authenticator(self.zctx, self.launcher.keys)
         self.router = self.zctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         # bounded: a driver that cannot keep up makes workers wait (their sends return
         # EAGAIN, their outboxes fill, their sources pause) instead of growing here
         self.router.setsockopt(zmq.RCVHWM, ROUTER_HWM)
-        self.addr = f"ipc://{self.rundir}/driver.sock"
-        self.router.bind(self.addr)
+        security.server(self.router, self.launcher.keys)
+        self.addr = self.launcher.bind_driver(self.router, self.rundir)
         self.wake_addr = f"inproc://wake-{id(self)}"
         self.wake_rx = self.zctx.socket(zmq.PAIR)
         self.wake_rx.bind(self.wake_addr)
@@ -111,7 +116,7 @@ class Driver:
         self.generation = 0
         self.recoveries: list = []  # monotonic times of recoveries
         self.recovery_started = 0.0
-        self.procs = WorkerProcesses(self.addr, n_workers, opts.wallaroo_alias)
+        self.procs = WorkerProcesses(self.addr, n_workers, opts.wallaroo_alias, self.launcher)
         self.visible = SharedRecorder()  # results' latency to the driver (see deliver)
         self.epochs: Optional[Epochs] = None
         if opts.resilience:
@@ -146,7 +151,7 @@ class Driver:
         restore = None
         if self.epochs is not None and self.epochs.committed is not None:
             restore = self.epochs.ckpt.restore_info(self.epochs.committed)
-        bind = f"ipc://{self.rundir}/w{w}.g{self.generation}.data"
+        bind = self.launcher.data_bind(self.rundir, w, self.generation, self.procs.procs[w].host)
         return Start(worker_plan(plan, w, assign), self.n, assign,
                      default_owners(plan.n_slots, self.n), bind, self.opts.on_error,
                      self.opts.metrics, self.epochs.ckpt.path if self.epochs else None, restore)
@@ -212,8 +217,10 @@ class Driver:
         if not self.thread.is_alive():
             with self.wake_lock:
                 self.wake_tx.close(0)
+            security.stop(self.auth)
             self.zctx.destroy(linger=0)
             shutil.rmtree(self.rundir, ignore_errors=True)
+        self.launcher.close()
 
     # -- the I/O thread ----------------------------------------------------------------------
 
@@ -295,7 +302,7 @@ class Driver:
                 return
             w, gen = self.procs.parse_ident(ident)
             if gen != self.generation:
-                continue  # a message from a worker of a generation already replaced
+                continue  # from a worker of a generation already replaced (or no worker)
             if kind != Kind.HEARTBEAT:
                 self.procs.turning(w)
             handler = _HANDLERS.get(kind)
@@ -305,13 +312,18 @@ class Driver:
     # -- what workers send ----------------------------------------------------------------------
 
     def _on_hello(self, w: int, hello: Any) -> None:
+        if not self.procs.hello(w, hello):  # a cluster re-ran its task: the first is gone
+            self._lost(w, f"worker {w} was started again by the cluster (its first engine, "
+                          f"on {self.procs.procs[w].host}, is gone)")
+            return
         self._send(w, encode(Kind.START, self._start_record(w)))
 
     def _on_ready(self, w: int, ready: Ready) -> None:
         self.data_addrs[w] = ready.data_addr
         self.ready_count += 1
         if self.ready_count == self.n:
-            self.send_all(encode(Kind.PEERS, Peers(list(self.data_addrs))))
+            self.send_all(encode(Kind.PEERS, Peers(list(self.data_addrs),
+                                                   [self.generation] * self.n)))
             self.send_all(encode(Kind.GO))
             self.ready.set()
             if self.generation == 0:

@@ -11,10 +11,11 @@ pressure batches grow instead of frames piling up.
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterator
+from typing import Iterator, Optional
 
 import zmq
 
+from .. import security
 from ..protocol import Kind, encode, pack_frame, results_frames, unpack_frame
 from .core import Output
 
@@ -61,12 +62,15 @@ class Transport:
     """The data plane (a PULL bound here, a PUSH to every peer) and the queue of
     messages for the driver, with the counters termination detection reads."""
 
-    def __init__(self, zctx: zmq.Context, ctl: zmq.Socket, me: int, bind: str):
+    def __init__(self, zctx: zmq.Context, ctl: zmq.Socket, me: int, bind: str,
+                 keys: Optional[security.Keys] = None):
         self.zctx = zctx
         self.me = me
         self.ctl = ctl
+        self.keys = keys
         self.data_in = zctx.socket(zmq.PULL)
         self.data_in.setsockopt(zmq.RCVHWM, HWM)
+        security.server(self.data_in, keys)
         self.data_in.bind(bind)
         self.address = self.data_in.getsockopt(zmq.LAST_ENDPOINT).decode()  # port 0 resolved
         self.addrs: list = []
@@ -76,11 +80,20 @@ class Transport:
         self.sent: list = []  # frames sent to each peer
         self.recv: list = []  # frames received from each peer
         self.results_sent = 0
+        self.generation = 0  # mine, stamped on every frame (protocol.pack_frame)
+        self.generations: list = []  # each peer's, as the driver named it: older is dropped
+        self.fenced = 0  # frames dropped for coming from an older generation
 
-    def set_peers(self, addrs: list) -> None:
+    def set_peers(self, addrs: list, generations: Optional[list] = None) -> None:
         """Connect to the peers' data sockets (``addrs``: worker id -> address, None for
-        none); sockets to peers that went or moved are closed, counters kept."""
+        none); sockets to peers that went or moved are closed, counters kept.
+        ``generations``: worker id -> its engine's generation (frames from older ones
+        are dropped)."""
         n = len(addrs)
+        gens = list(generations) if generations is not None else [0] * n
+        self.generations = gens + [0] * (len(self.peers) - n)
+        if self.me < len(gens):
+            self.generation = gens[self.me]
         grow = n - len(self.peers)
         if grow > 0:
             self.peers += [None] * grow
@@ -106,6 +119,7 @@ class Transport:
         s.setsockopt(zmq.LINGER, 2000)
         # a peer may not have bound yet: retry in 10 ms, not zmq's default 100 ms
         s.setsockopt(zmq.RECONNECT_IVL, 10)
+        security.client(s, self.keys)
         s.connect(addr)
         return s
 
@@ -148,7 +162,7 @@ class Transport:
             sock = self.peers[w]
             while q and sock is not None:
                 try:
-                    sock.send(pack_frame(self.me, q[0]), NOBLOCK)
+                    sock.send(pack_frame(self.me, q[0], self.generation), NOBLOCK)
                 except zmq.Again:
                     break
                 q.popleft()
@@ -172,6 +186,9 @@ class Transport:
                 frame = self.data_in.recv(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
-            sender, groups = unpack_frame(frame)
+            sender, groups, generation = unpack_frame(frame)
+            if generation < self.generations[sender]:
+                self.fenced += 1  # an engine of a replaced generation: it has no say
+                continue
             self.recv[sender] += 1
             yield sender, groups
