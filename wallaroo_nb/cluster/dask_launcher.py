@@ -1,86 +1,40 @@
 """Engines on a Dask cluster: Dask places them and watches their lives, ZeroMQ carries
-everything else (docs/cluster.md).
+everything else (docs/cluster.md). What runs on the Dask workers is dask_tasks.py.
 
-Each engine is a child process (``Popen``: Dask worker processes are daemonic, so
-``multiprocessing`` fails there) of one long-running Dask task that secedes, giving
-its thread back to the Dask worker. A Dask worker resource, ``wallaroo_nb_engine``,
-keeps to one engine per Dask worker unless the worker declares more
-(``dask worker --resources wallaroo_nb_engine=N``). Engines bind ``tcp://`` on their
-Dask worker's host and the driver binds ``tcp://`` where the scheduler sees it (or
-``driver_address``); every socket uses the app's CurveZMQ keys (security.py), which
-reach an engine on its stdin.
+Placement: each engine's task goes to the Dask worker with the most free engine slots
+(the ``wallaroo_nb_engine`` resource, one per Dask worker unless it declares more),
+pinned there: Dask's scheduler places by a resource's total, not by what is free, so
+it could queue two engines on one slot. An engine that finds no free slot waits for
+one (a replacement worker) without blocking the driver.
 
-Lifecycle: a task whose future is cancelled kills its engine; an engine exits by
-itself when its Dask worker dies (its parent) or its driver goes silent. The task of a
-lost Dask worker may be re-run by Dask: the engine it starts has the old name and
-generation, so the driver takes its hello as the loss of the first engine and
-fences it out (processes.WorkerProcesses.hello, protocol.Peers.generations).
+Sockets: the driver binds ``tcp://`` where the scheduler sees it (or
+``driver_address``), each engine ``tcp://`` on its Dask worker's host, all with the
+app's CurveZMQ keys (security.py).
+
+Lifecycle: a Dask worker that leaves the cluster (the scheduler says so at once) takes
+its engine with it: the handle reports it ended and the driver recovers or fails. A
+cancelled task kills its engine. An engine that a re-run task started late has an
+old name and generation: the driver takes its hello as the loss of the first one and
+fences it out (WorkerProcesses.hello, protocol.Peers.generations).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 import uuid
+import weakref
 from typing import Any, Optional
 
 import zmq
 
 from ..security import Keys, new_keys
-from .launchers import engine_command, engine_env
+from .dask_tasks import RESOURCE, EngineSlots, run_engine
 
-RESOURCE = "wallaroo_nb_engine"
-CANCEL_CHECK_S = 0.2  # how often an engine's task looks whether it was cancelled
 SILENT_S = 10.0  # an engine not heard from for this long (after its first heartbeat) is lost
-
-try:  # the plugin class needs distributed; the rest of this module imports without it
-    from distributed.diagnostics.plugin import WorkerPlugin
-except ImportError:  # pragma: no cover - wallaroo_nb[dask] not installed
-    WorkerPlugin = object
-
-
-class EngineSlots(WorkerPlugin):
-    """Gives every Dask worker, present and future, one engine slot, unless it was
-    started with a number of its own (``--resources wallaroo_nb_engine=N``)."""
-
-    name = "wallaroo_nb-engine-slots"
-
-    async def setup(self, worker: Any) -> None:
-        if RESOURCE not in worker.state.total_resources:
-            await worker.set_resources(**{RESOURCE: 1})
-
-
-def run_engine(args: list, keys_line: bytes) -> int:
-    """The Dask task of one engine: start it, give the thread back, wait for it to
-    exit (its exit code is the task's result); kill it if the task is cancelled."""
-    from distributed import get_worker, secede
-    from distributed.comm import get_address_host
-
-    worker = get_worker()
-    key = worker.get_current_task()
-    extra = ["--host", get_address_host(worker.address), "--dask-worker", worker.address,
-             "--keys-stdin"]
-    secede()
-    # own session: signals to the Dask worker's group are not meant for the engine
-    proc = subprocess.Popen(engine_command(args + extra), env=engine_env(),
-                            stdin=subprocess.PIPE, start_new_session=True)
-    proc.stdin.write(keys_line)
-    proc.stdin.close()
-    while True:
-        try:
-            return proc.wait(CANCEL_CHECK_S)
-        except subprocess.TimeoutExpired:
-            pass
-        if _cancelled(worker, key):
-            proc.kill()
-            return proc.wait()
-
-
-def _cancelled(worker: Any, key: Any) -> bool:
-    """The Dask worker's own view of this task: gone or cancelled means nobody wants it."""
-    ts = worker.state.tasks.get(key)
-    return ts is None or ts.state not in ("executing", "long-running")
+PLACE_RETRY_S = 0.5  # an engine waiting for a free slot looks again this often
+PLACE_TIMEOUT_S = 120.0  # ... and is given up after this long
+TASK_PREFIX = "wallaroo_nb-"  # the keys of engine tasks (every app's), to count used slots
 
 
 class Ended(int):
@@ -99,10 +53,13 @@ class Ended(int):
 
 
 class DaskHandle:
-    """One engine as seen through its Dask future (and its hello and heartbeats)."""
+    """One engine as seen through its Dask task (and its hello and heartbeats)."""
 
-    def __init__(self, future: Any):
-        self.future = future
+    def __init__(self, launcher: "DaskLauncher", args: list, key: str):
+        self.launcher, self.args, self.key = launcher, args, key
+        self.future: Any = None  # None until a Dask worker with a free slot is found
+        self.placed_on = ""  # that Dask worker's address
+        self.asked = self.tried = time.monotonic()
         self.pid: Optional[int] = None  # on the Dask worker's machine
         self.host = ""
         self.dask_worker: Optional[str] = None
@@ -116,24 +73,43 @@ class DaskHandle:
         return self.ended
 
     def _outcome(self) -> Optional[Ended]:
+        now = time.monotonic()
+        if self.future is None:
+            if now - self.tried >= PLACE_RETRY_S:
+                self.tried = now
+                self.launcher.place(self)
+            if self.future is None and now - self.asked > PLACE_TIMEOUT_S:
+                return Ended(-1, f"no Dask worker had a free engine slot for {PLACE_TIMEOUT_S:.0f}s")
+            return None
         status = self.future.status
         if status == "finished":
             return Ended(self.future.result())
-        if status in ("error", "cancelled", "lost"):
+        if status == "error":
+            return Ended(-1, f"its Dask task failed: {self.future.exception()!r}")
+        if status in ("cancelled", "lost"):
             return Ended(-1, f"its Dask task is {status}")
-        if self.last_heard is not None and time.monotonic() - self.last_heard > SILENT_S:
-            return Ended(-1, f"not heard from for {SILENT_S:.0f}s on {self.dask_worker}")
-        return None
+        why = None
+        if self.placed_on in self.launcher.gone:
+            why = f"its Dask worker {self.placed_on} left the cluster"
+        elif self.last_heard is not None and now - self.last_heard > SILENT_S:
+            why = f"not heard from for {SILENT_S:.0f}s on {self.placed_on}"
+        if why is None:
+            return None
+        self._cancel()  # lost: Dask must not run it again (a worker back at the same address)
+        return Ended(-1, why)
 
     def kill(self) -> None:
-        """Cancel the task (which kills the engine); the engine is fenced out anyway."""
-        if self.future.status in ("pending", "finished"):
+        """Cancel the task, which kills the engine (which is fenced out anyway)."""
+        self._cancel()
+        if self.ended is None:
+            self.ended = Ended(-9, "killed: its Dask task was cancelled")
+
+    def _cancel(self) -> None:
+        if self.future is not None and self.future.status in ("pending", "finished"):
             try:
                 self.future.cancel()
             except Exception:  # the client is closing: the scheduler releases the task
                 pass
-        if self.ended is None:
-            self.ended = Ended(-9, "killed: its Dask task was cancelled")
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
         return self.poll()  # the engine is remote: nothing here to wait on
@@ -154,9 +130,9 @@ class DaskLauncher:
     """Engines as children of Dask tasks, over tcp:// with CurveZMQ (see the module doc).
 
     ``cluster``: a ``distributed.Client``, or a scheduler address or Dask cluster object
-    (then this launcher makes a client and closes it with the app). ``driver_address``: "HOST" or
-    "HOST:PORT" where engines reach the driver; by default the address this machine
-    reaches the scheduler from, any free port."""
+    (then this launcher makes a client and closes it with the app). ``driver_address``:
+    "HOST" or "HOST:PORT" where engines reach the driver; by default the address of this
+    machine towards the scheduler, any free port."""
 
     def __init__(self, cluster: Any, driver_address: Optional[str] = None):
         from distributed import Client
@@ -169,8 +145,13 @@ class DaskLauncher:
                             f"scheduler address such as 'tcp://10.0.0.5:8786', got {cluster!r}")
         self.keys: Keys = new_keys()
         self.host, self.port = driver_endpoint(self.client.scheduler.address, driver_address)
-        self.token = uuid.uuid4().hex[:12]  # task keys of this app
+        self.token = uuid.uuid4().hex[:12]  # in the task keys of this app
         self.handles: list = []
+        self.gone: set = set()  # addresses of Dask workers that left the cluster
+        self.free: dict = {}  # Dask worker -> free engine slots, as last counted
+        self.counted = 0.0
+        self.driver_addr = ""  # where engines reach the driver, once it is bound
+        watch_departures(self.client, self)
 
     def prepare(self, n: int, checkpoint_dir: Optional[str]) -> None:
         """Before the first engine: give Dask workers their engine slots, check there are
@@ -187,6 +168,8 @@ class DaskLauncher:
         if checkpoint_dir is not None:
             check_shared_dir(self.client, checkpoint_dir)
 
+    # -- sockets ---------------------------------------------------------------------------
+
     def bind_driver(self, sock: zmq.Socket, rundir: str) -> str:
         """Bind the driver's socket where engines reach it; behind NAT or a gateway
         (``driver_address`` is not this machine's) bind every interface, same port."""
@@ -197,35 +180,103 @@ class DaskLauncher:
                 raise
             sock.bind(f"tcp://{'[::]' if ':' in self.host else '0.0.0.0'}:{self.port}")
         port = sock.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1]
-        return f"tcp://{_bracket(self.host)}:{port}"
+        self.driver_addr = f"tcp://{_bracket(self.host)}:{port}"
+        return self.driver_addr
 
     def data_bind(self, rundir: str, w: int, generation: int, host: str) -> str:
         return f"tcp://{_bracket(host or '127.0.0.1')}:0"
 
+    # -- engines ---------------------------------------------------------------------------
+
     def launch(self, args: list, w: int, generation: int) -> DaskHandle:
-        future = self.client.submit(
-            run_engine, args, self.keys.to_line(), key=f"wallaroo_nb-{self.token}-w{w}-g{generation}",
-            resources={RESOURCE: 1}, pure=False)
-        handle = DaskHandle(future)
+        handle = DaskHandle(self, args, f"{TASK_PREFIX}{self.token}-w{w}-g{generation}")
         self.handles.append(handle)
+        self.place(handle)
         return handle
 
+    def place(self, handle: DaskHandle) -> None:
+        """Submit the engine's task to the Dask worker with the most free slots, if any."""
+        if time.monotonic() - self.counted > PLACE_RETRY_S / 2:
+            self.free = self._count_free()  # a generation's engines share one count
+            self.counted = time.monotonic()
+        where = max(self.free, key=self.free.get, default=None)
+        if where is None or self.free[where] <= 0:
+            return
+        self.free[where] -= 1
+        handle.placed_on = where
+        handle.future = self.client.submit(
+            run_engine, handle.args, self.keys.to_line(), key=handle.key, pure=False,
+            resources={RESOURCE: 1}, workers=[where], allow_other_workers=False)
+
+    def _count_free(self) -> dict:
+        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        busy = self.client.processing()
+        return {addr: int(ws.get("resources", {}).get(RESOURCE, 0))
+                - sum(str(k).startswith(TASK_PREFIX) for k in busy.get(addr, ()))
+                for addr, ws in workers.items() if addr not in self.gone}
+
+    def worker_left(self, addr: str) -> None:
+        """The scheduler says a Dask worker left (called on the client's event loop)."""
+        self.gone.add(addr)
+
     def info(self) -> dict:
-        """What the App shows of the cluster: its dashboard and scheduler."""
+        """What the App shows of the cluster: its dashboard, scheduler, driver address."""
         try:
             return {"dask_dashboard": self.client.dashboard_link,
-                    "dask_scheduler": self.client.scheduler.address}
+                    "dask_scheduler": self.client.scheduler.address,
+                    "driver_address": self.driver_addr}
         except Exception:
             return {}
 
     def close(self) -> None:
         """Cancel what is left of the tasks (their engines are stopped or fenced by now)."""
         for h in self.handles:
-            if h.future.status == "pending":
-                h.kill()
+            h._cancel()
         self.handles = []
+        stop_watching(self.client, self)
         if self.own_client:
             self.client.close()
+
+
+def watch_departures(client: Any, launcher: DaskLauncher) -> None:
+    """Tell ``launcher`` when the scheduler removes a Dask worker: one handler on the
+    client's "all" event topic for all launchers of that client (a handler that was
+    there before is still called)."""
+    launchers = getattr(client, "_wallaroo_nb_launchers", None)
+    if launchers is None:
+        launchers = client._wallaroo_nb_launchers = weakref.WeakSet()
+        previous = client._wallaroo_nb_previous = getattr(client, "_event_handlers", {}).get("all")
+
+        def on_event(event: tuple) -> None:
+            msg = event[1] if isinstance(event, tuple) and len(event) == 2 else None
+            if isinstance(msg, dict) and msg.get("action") == "remove-worker":
+                for each in list(launchers):
+                    each.worker_left(msg.get("worker"))
+            if previous is not None:
+                previous(event)
+
+        client.subscribe_topic("all", on_event)
+    launchers.add(launcher)
+
+
+def stop_watching(client: Any, launcher: DaskLauncher) -> None:
+    """The last launcher of a client is done: give the "all" topic back (else the
+    scheduler writes to a closed client when it closes)."""
+    launchers = getattr(client, "_wallaroo_nb_launchers", None)
+    if launchers is None:
+        return
+    launchers.discard(launcher)
+    if not launchers:
+        del client._wallaroo_nb_launchers
+        previous = client.__dict__.pop("_wallaroo_nb_previous", None)
+        try:
+            if previous is not None:
+                client.subscribe_topic("all", previous)
+            else:
+                client.unsubscribe_topic("all")
+                client._event_handlers.pop("all", None)
+        except Exception:  # the client is closed already
+            pass
 
 
 def driver_endpoint(scheduler: str, driver_address: Optional[str]) -> tuple:

@@ -46,6 +46,7 @@ FRAMES_PER_TURN = 16  # max peer frames handled per loop turn (fairness with sou
 IDLE_POLL_MS = 100
 PARENT_CHECK_S = 0.25
 DRIVER_SILENCE_S = 10.0  # no word from the driver this long: it is gone
+NO_START_EXIT = 5  # the exit code of an engine that never got its start record
 
 
 class Worker:
@@ -86,7 +87,7 @@ class Worker:
         while not self.ctl.poll(int(PARENT_CHECK_S * 1000)):
             self.check_parent()
             if self.core is None and time.monotonic() - self.last_driver > DRIVER_SILENCE_S:
-                os._exit(4)  # no START: the driver is gone, or it fenced this (late) engine out
+                os._exit(NO_START_EXIT)  # the driver is gone, or fenced this (late) engine out
         self.last_driver = time.monotonic()
         return self.ctl.recv_multipart()
 

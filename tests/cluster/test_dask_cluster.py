@@ -1,0 +1,334 @@
+"""Engines on a Dask cluster: a LocalCluster of worker processes (with nannies) on two
+loopback addresses, 127.0.0.2 and 127.0.0.3, nothing beyond loopback.
+
+Apps run with ``cluster=client``: results exact against plain Python, every socket
+tcp:// with CurveZMQ (no ipc:// anywhere), strangers with another key or none get
+nothing in or out, a killed Dask worker is recovered from under resilience, and the
+command line's ``--cluster`` runs the same way. At the end the cluster is closed and
+no engine, Dask worker or nanny is left.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import zmq
+from apps import first, running_sum, sum_reference
+from distributed import Client, LocalCluster
+from zmq.utils.monitor import recv_monitor_message
+
+import wallaroo_nb as w
+from wallaroo_nb.cluster.dask_launcher import check_shared_dir
+from wallaroo_nb.cluster.dask_tasks import run_engine
+from wallaroo_nb.engine.worker import NO_START_EXIT
+from wallaroo_nb.protocol import Hello, Kind, encode, pack_frame
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+
+from cli_procs import EXAMPLES, procs  # noqa: E402, F401 (a fixture)
+from test_cli_tcp import alerts_reference, assert_counts_exact, read_lines  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+HOSTS = ("127.0.0.2", "127.0.0.3")
+DRIVERS: list = []  # driver addresses of every app started here: no engine of theirs may remain
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A LocalCluster of processes, one Dask worker (and nanny) per loopback host."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    cluster = LocalCluster(n_workers=0, processes=True, threads_per_worker=1,
+                           host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                           silence_logs=logging.ERROR)
+    c = Client(cluster)
+    try:
+        for i, host in enumerate(HOSTS):
+            cluster.new_spec["options"]["host"] = host  # the next worker's address
+            cluster.scale(i + 1)
+            c.wait_for_workers(i + 1, timeout=60)
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+        _assert_nothing_left(before)
+
+
+def _assert_nothing_left(before: set) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        # (multiprocessing's resource tracker, started for the cluster, serves this whole
+        # interpreter and ends with it: it is not the cluster's to stop)
+        kids = [p for p in psutil.Process().children(recursive=True) if p.pid not in before
+                and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                and "resource_tracker" not in " ".join(p.cmdline())]
+        engines = [p for p in psutil.process_iter(["cmdline"]) if _our_engine(p)]
+        if not kids and not engines:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"left running: {kids + engines}")
+        time.sleep(0.2)
+
+
+def _our_engine(p: psutil.Process) -> bool:
+    cmd = p.info.get("cmdline") or []
+    return ("wallaroo_nb.engine.worker" in cmd and "--driver" in cmd
+            and cmd[cmd.index("--driver") + 1] in DRIVERS)
+
+
+@pytest.fixture
+def on_cluster(start, client):
+    """on_cluster(pipeline, **kw) -> App on the Dask cluster, two engines; stopped at the end."""
+    def _start(p, **kw):
+        client.wait_for_workers(len(HOSTS), timeout=60)  # a killed worker has come back
+        app = start(p, workers=2, cluster=client, **kw)
+        DRIVERS.append(app._driver.addr)
+        return app
+    return _start
+
+
+# -- pipelines and references -------------------------------------------------------------
+
+
+class WordTotal:
+    def __init__(self):
+        self.count = 0
+
+
+@w.computation_multi("split")
+def split(line):
+    return line.split()
+
+
+@w.state_computation("count word", state=WordTotal)
+def count_word(word, total):
+    total.count += 1
+    return (word, total.count)
+
+
+def word_lines(n: int = 4000) -> list:
+    words = [f"w{i}" for i in range(300)]
+    return [" ".join(words[(i * 7 + j * 13) % 300] for j in range(i % 9)) for i in range(n)]
+
+
+def word_count(lines: list, rate=None):
+    return (w.source("words", w.IterableSourceConfig("lines", lines, rate=rate))
+            .to(split).key_by(lambda x: x).to(count_word)
+            .to_sink(w.CollectorSinkConfig(keep=None)))
+
+
+def word_reference(lines: list) -> dict:
+    out: dict = collections.defaultdict(list)
+    for line in lines:
+        for word in line.split():
+            out[word].append(len(out[word]) + 1)
+    return dict(out)
+
+
+def per_key(results: list) -> dict:
+    out: dict = collections.defaultdict(list)
+    for k, v in results:
+        out[k].append(v)
+    return dict(out)
+
+
+def sum_events(n: int) -> list:
+    return [(f"k{(i * 7919) % 500}", i % 97) for i in range(n)]
+
+
+def sums(events, rate=None):
+    return (w.source("sums", w.IterableSourceConfig("events", events, rate=rate))
+            .key_by(first).to(running_sum).to_sink(w.CollectorSinkConfig(keep=None)))
+
+
+def assert_tcp_only(app) -> None:
+    """Driver and engines on tcp:// at the expected hosts; no ipc:// endpoint anywhere."""
+    d = app._driver
+    assert d.addr.startswith("tcp://127.0.0.1:"), d.addr
+    assert sorted(a.split("//")[1].rsplit(":", 1)[0] for a in d.data_addrs) == list(HOSTS)
+    assert not os.listdir(d.rundir), os.listdir(d.rundir)  # no socket files in the run dir
+    for p in d.procs.placement():
+        proc = psutil.Process(p["pid"])
+        named = [c for c in proc.net_connections(kind="unix") if c.laddr or c.raddr]
+        assert not named, f"engine {p} has unix sockets {named}"
+        listening = {c.laddr.ip for c in proc.net_connections(kind="tcp")
+                     if c.status == psutil.CONN_LISTEN}
+        assert listening == {p["host"]}, (p, listening)
+
+
+# -- tests --------------------------------------------------------------------------------
+
+
+def test_word_count_and_sums_are_exact_with_engines_on_two_hosts(on_cluster, client):
+    lines = word_lines()
+    app = on_cluster(word_count(lines))
+    app.wait(timeout=60)
+    assert per_key(app.results()) == word_reference(lines)
+    placement = app._driver.procs.placement()
+    assert sorted(p["host"] for p in placement) == list(HOSTS)
+    assert {p["dask_worker"] for p in placement} == set(client.scheduler_info(n_workers=-1)["workers"])
+    assert_tcp_only(app)
+    assert client.dashboard_link in app._repr_html_()  # the App display links Dask's dashboard
+    app.stop()
+
+    events = sum_events(30_000)
+    app = on_cluster(sums(events))
+    app.wait(timeout=60)
+    expected, totals = sum_reference(events)
+    assert per_key(app.results()) == expected
+    state = app.state("running sum")
+    assert dict(zip(state["key"], state["total"])) == totals
+    assert_tcp_only(app)
+
+
+def _probe(ctx: zmq.Context, kind: int, addr: str, keys, frames: list) -> set:
+    """Connect a stranger to ``addr``, send ``frames``, listen a second: the monitor events."""
+    s = ctx.socket(kind)
+    s.setsockopt(zmq.LINGER, 0)
+    if kind == zmq.DEALER:
+        s.setsockopt(zmq.IDENTITY, b"w0.0")  # a worker's name: a hijack attempt
+    if keys is not None:
+        s.curve_serverkey, s.curve_publickey, s.curve_secretkey = keys
+    mon = s.get_monitor_socket()
+    s.connect(addr)
+    for _ in range(3 if frames else 0):
+        try:
+            s.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # no handshake, no pipe: zmq holds nothing to send
+    events, got = set(), []
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        if mon.poll(50):
+            events.add(recv_monitor_message(mon)["event"])
+        if kind == zmq.DEALER and s.poll(0):
+            got.append(s.recv_multipart())
+    s.disable_monitor()
+    mon.close(0)
+    s.close(0)
+    assert not got, f"a stranger got {got} from {addr}"
+    return events
+
+
+def test_strangers_with_another_key_or_none_are_refused(on_cluster):
+    events = sum_events(40_000)
+    app = on_cluster(sums(events, rate=15_000))
+    app.wait(count=1, timeout=60)
+    d = app._driver
+    keys = d.launcher.keys
+    pub, sec = zmq.curve_keypair()
+    forged = [pack_frame(0, [[0, 0, 0, 0, 0, None, None, None, b"x"]], 0)]
+    ctx = zmq.Context()
+    try:
+        # the probe can connect: with the app's own client key the handshake succeeds
+        assert zmq.EVENT_HANDSHAKE_SUCCEEDED in _probe(
+            ctx, zmq.DEALER, d.addr, (keys.server_public, keys.client_public,
+                                      keys.client_secret), [])
+        targets = [(zmq.DEALER, d.addr, encode(Kind.HELLO, Hello(1)))]
+        targets += [(zmq.PUSH, a, forged) for a in d.data_addrs]
+        for kind, addr, frames in targets:
+            unknown = _probe(ctx, kind, addr, (keys.server_public, pub, sec), frames)
+            assert zmq.EVENT_HANDSHAKE_FAILED_AUTH in unknown, (addr, unknown)
+            assert zmq.EVENT_HANDSHAKE_SUCCEEDED not in unknown, (addr, unknown)
+            none = _probe(ctx, kind, addr, None, frames)
+            assert zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL in none, (addr, none)
+            assert zmq.EVENT_HANDSHAKE_SUCCEEDED not in none, (addr, none)
+    finally:
+        ctx.destroy(0)
+    app.wait(timeout=60)
+    expected, _ = sum_reference(events)
+    assert per_key(app.results()) == expected
+    assert app.events()[-1][1] == "2 workers started", app.events()  # nothing happened to it
+
+
+def test_run_checks_the_cluster_before_starting(client, tmp_path):
+    with pytest.raises(ValueError, match="needs 3 engine slots.*has 2"):
+        w.run(sums(sum_events(10)), workers=3, cluster=client)
+    with pytest.raises(ValueError, match="give checkpoint_dir="):
+        w.run(sums(sum_events(10)), workers=2, cluster=client, resilience=True)
+    with pytest.raises(ValueError, match="driver_address= .* needs cluster="):
+        w.run(sums(sum_events(10)), driver_address="127.0.0.1")
+    check_shared_dir(client, str(tmp_path))  # the same directory everywhere: fine
+    # a path that names another directory on the Dask workers than here: this process's
+    # open descriptor of tmp_path (on a worker, /proc/self/fd/N is something else or nothing)
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        with pytest.raises(ValueError, match="is not shared with Dask worker"):
+            check_shared_dir(client, f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def test_the_command_line_runs_on_the_cluster(procs, client, tmp_path):  # noqa: F811
+    n = 3000
+    expected = alerts_reference(n)
+    receiver, port = procs.receive(tmp_path / "alerts.txt")
+    runner = procs.start("run", "--application-module", EXAMPLES / "alerts_gen.py",
+                         "--out", f"127.0.0.1:{port}", "--workers", "2", "--limit", n,
+                         "--cluster", client.scheduler.address)
+    m = runner.wait_for(r"driver at (tcp://\S+)")
+    DRIVERS.append(m.group(1))
+    assert runner.wait(90) == 0, runner.stderr()
+    err = runner.stderr()
+    assert f"on the Dask cluster at {client.scheduler.address}" in err, err
+    assert re.search(rf"final: in {n:,} .* out {len(expected):,} ", err), err
+    deadline = time.monotonic() + 10
+    while len(read_lines(tmp_path / "alerts.txt")) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    receiver.signal(signal.SIGINT)
+    receiver.wait(10)
+    assert_counts_exact(read_lines(tmp_path / "alerts.txt"), expected)
+
+
+def test_a_killed_dask_worker_is_recovered_from_exactly(on_cluster, client, tmp_path):
+    events = sum_events(60_000)
+    app = on_cluster(sums(events, rate=20_000), resilience=True, checkpoint_dir=str(tmp_path),
+                     checkpoint_interval=0.25)
+    app.wait(count=15_000, timeout=60)
+    victim = app._driver.procs.placement()[0]
+    pids = client.run(os.getpid)
+    os.kill(pids[victim["dask_worker"]], signal.SIGKILL)  # the Dask worker process, not the engine
+    app.wait(timeout=90)
+    expected, totals = sum_reference(events)
+    assert per_key(app.results()) == expected
+    state = app.state("running sum")
+    assert dict(zip(state["key"], state["total"])) == totals
+    texts = [t for _, t in app.events()]
+    assert any(t.startswith("recovered from") for t in texts), texts
+    assert not psutil.pid_exists(victim["pid"]) or psutil.Process(victim["pid"]).status() == \
+        psutil.STATUS_ZOMBIE, "the engine outlived its Dask worker"
+
+
+def test_an_engine_started_again_late_is_fenced_out(on_cluster, client, tmp_path):
+    """Engine 0 dies and Dask runs its task again (as after losing a worker): the late
+    engine has the old name and generation; the driver recovers into a new generation
+    without it, and the late engine never gets a start: it exits by itself. Exact."""
+    events = sum_events(40_000)
+    app = on_cluster(sums(events, rate=20_000), resilience=True, checkpoint_dir=str(tmp_path),
+                     checkpoint_interval=0.25)
+    app.wait(count=5_000, timeout=60)
+    d = app._driver
+    first = d.procs.placement()[0]
+    os.kill(first["pid"], signal.SIGKILL)
+    late = client.submit(run_engine, ["--driver", d.addr, "--id", "0", "--ident", "w0.0"],
+                         d.launcher.keys.to_line(), pure=False, key="late-engine-w0-g0",
+                         workers=[first["dask_worker"]])
+    try:
+        app.wait(timeout=90)
+        expected, totals = sum_reference(events)
+        assert per_key(app.results()) == expected
+        texts = [t for _, t in app.events()]
+        assert sum(t.startswith("recovered from") for t in texts) == 1, texts
+        assert d.generation == 1
+        assert late.result(timeout=30) == NO_START_EXIT  # it never joined, and left
+    finally:
+        late.cancel()
