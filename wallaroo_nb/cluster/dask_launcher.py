@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 import zmq
 
-from ..security import Keys, new_keys
+from ..security import Keys, authenticator, new_keys, server, stop
 from .dask_tasks import RESOURCE, EngineSlots, run_engine
 
 SILENT_S = 10.0  # an engine not heard from for this long (after its first heartbeat) is lost
@@ -151,6 +151,7 @@ class DaskLauncher:
         self.free: dict = {}  # Dask worker -> free engine slots, as last counted
         self.counted = 0.0
         self.driver_addr = ""  # where engines reach the driver, once it is bound
+        self.auth: Any = None  # the driver's ZAP handler, once it is bound
         watch_departures(self.client, self)
 
     def prepare(self, n: int, checkpoint_dir: Optional[str]) -> None:
@@ -171,8 +172,11 @@ class DaskLauncher:
     # -- sockets ---------------------------------------------------------------------------
 
     def bind_driver(self, sock: zmq.Socket, rundir: str) -> str:
-        """Bind the driver's socket where engines reach it; behind NAT or a gateway
-        (``driver_address`` is not this machine's) bind every interface, same port."""
+        """Bind the driver's socket, a CURVE server, where engines reach it; behind NAT or
+        a gateway (``driver_address`` is not this machine's) bind every interface, same
+        port. The ZAP handler runs in the socket's context until ``close``."""
+        self.auth = authenticator(sock.context, self.keys)
+        server(sock, self.keys)
         try:
             sock.bind(f"tcp://{_bracket(self.host)}:{self.port}")
         except zmq.ZMQError as e:
@@ -233,6 +237,8 @@ class DaskLauncher:
         for h in self.handles:
             h._cancel()
         self.handles = []
+        stop(self.auth)
+        self.auth = None
         stop_watching(self.client, self)
         if self.own_client:
             self.client.close()

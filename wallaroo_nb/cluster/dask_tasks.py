@@ -14,7 +14,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from .launchers import engine_command, engine_env
+from .engine_command import engine_command, engine_env
 
 RESOURCE = "wallaroo_nb_engine"  # a Dask worker resource: engine slots
 CANCEL_CHECK_S = 0.2  # how often an engine's task looks whether it was cancelled

@@ -25,7 +25,6 @@ from typing import Any, Callable, Optional
 
 import zmq
 
-from .. import security
 from ..errors import Recovering, StepTimeout, WorkerFailure, error_record
 from ..keys import default_owners
 from ..metrics.recorder import SharedRecorder
@@ -94,14 +93,12 @@ class Driver:
         os.chmod(self.rundir, 0o700)  # ipc sockets carry pickles: owner only
         self.zctx = zmq.Context()
         self.launcher = opts.launcher or LocalLauncher()
-        self.auth = security.authenticator(self.zctx, self.launcher.keys)
         self.router = self.zctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         # bounded: a driver that cannot keep up makes workers wait (their sends return
         # EAGAIN, their outboxes fill, their sources pause) instead of growing here
         self.router.setsockopt(zmq.RCVHWM, ROUTER_HWM)
-        security.server(self.router, self.launcher.keys)
-        self.addr = self.launcher.bind_driver(self.router, self.rundir)
+        self.addr = self.launcher.bind_driver(self.router, self.rundir)  # (CURVE: its keys)
         self.wake_addr = f"inproc://wake-{id(self)}"
         self.wake_rx = self.zctx.socket(zmq.PAIR)
         self.wake_rx.bind(self.wake_addr)
@@ -214,13 +211,12 @@ class Driver:
             self.wake()
             self.thread.join(STOP_GRACE_S + 5)
         self.procs.reap(kill=True)
+        self.launcher.close()  # before the context goes (its ZAP handler lives there)
         if not self.thread.is_alive():
             with self.wake_lock:
                 self.wake_tx.close(0)
-            security.stop(self.auth)
             self.zctx.destroy(linger=0)
             shutil.rmtree(self.rundir, ignore_errors=True)
-        self.launcher.close()
 
     # -- the I/O thread ----------------------------------------------------------------------
 
@@ -313,17 +309,14 @@ class Driver:
 
     def _on_hello(self, w: int, hello: Any) -> None:
         if not self.procs.hello(w, hello):  # a cluster re-ran its task: the first is gone
-            self._lost(w, f"worker {w} was started again by the cluster (its first engine, "
-                          f"on {self.procs.procs[w].host}, is gone)")
-            return
+            return self._lost(w, f"worker {w} was started again by the cluster (the first is gone)")
         self._send(w, encode(Kind.START, self._start_record(w)))
 
     def _on_ready(self, w: int, ready: Ready) -> None:
         self.data_addrs[w] = ready.data_addr
         self.ready_count += 1
         if self.ready_count == self.n:
-            self.send_all(encode(Kind.PEERS, Peers(list(self.data_addrs),
-                                                   [self.generation] * self.n)))
+            self.send_all(encode(Kind.PEERS, Peers(self.data_addrs, [self.generation] * self.n)))
             self.send_all(encode(Kind.GO))
             self.ready.set()
             if self.generation == 0:

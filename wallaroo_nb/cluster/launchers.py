@@ -14,15 +14,14 @@ speaks.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 from typing import Any, Optional, Protocol
 
 import zmq
 
 from ..security import Keys
+from .engine_command import engine_command, engine_env
 
 
 class Handle(Protocol):
@@ -49,19 +48,6 @@ class Launcher(Protocol):
     def launch(self, args: list, w: int, generation: int) -> Handle: ...
     def info(self) -> dict: ...
     def close(self) -> None: ...
-
-
-def engine_env() -> dict:
-    """The environment of an engine: this process's, with its sys.path, so that engines
-    import what this process can (functions from importable modules travel by
-    reference, those from __main__ or a notebook by value)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-    return env
-
-
-def engine_command(args: list) -> list:
-    return [sys.executable, "-m", "wallaroo_nb.engine.worker", *args]
 
 
 class LocalHandle:
