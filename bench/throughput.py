@@ -66,12 +66,13 @@ def worker_cpu(app: w.App) -> float:
     return sum(sum(psutil.Process(p).cpu_times()[:2]) for p in app.pids)
 
 
-def engine(events: list, workers: int, metrics: bool = True) -> tuple[float, float]:
+def engine(events: list, workers: int, metrics: bool = True, **run_kw) -> tuple[float, float]:
     """(events/s, worker CPU ns per event): CPU is steadier than wall time on a noisy
-    machine, and shows what metrics cost the workers whoever else is running."""
+    machine, and shows what metrics cost the workers whoever else is running.
+    ``run_kw`` goes to w.run (bench/cluster.py passes cluster=)."""
     p = (w.source("sum", w.IterableSourceConfig("events", events))
          .key_by(first).to(add).to_sink(w.CollectorSinkConfig(keep=None)))
-    with w.run(p, workers=workers, metrics=metrics) as app:
+    with w.run(p, workers=workers, metrics=metrics, **run_kw) as app:
         app._driver.ready.wait(60)  # count from the moment workers are up, not spawn time
         c = worker_cpu(app)
         t = time.perf_counter()

@@ -332,3 +332,71 @@ def test_an_engine_started_again_late_is_fenced_out(on_cluster, client, tmp_path
         assert late.result(timeout=30) == NO_START_EXIT  # it never joined, and left
     finally:
         late.cancel()
+
+
+def test_a_cancelled_engine_task_stops_its_engine_and_the_app(on_cluster):
+    app = on_cluster(sums(sum_events(1_000_000), rate=5_000))
+    app.wait(count=100, timeout=60)
+    engine = app._driver.procs.procs[0]
+    engine.future.cancel()  # as from the dashboard, or another client
+    with pytest.raises(w.WorkerFailure, match="its Dask task is cancelled"):
+        app.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(engine.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(engine.pid), "the cancelled task's engine is still running"
+
+
+ORPHAN_DRIVER = """
+import itertools, sys
+from distributed import Client
+import wallaroo_nb as w
+p = (w.source("n", w.IterableSourceConfig("n", lambda: itertools.count(), rate=1000))
+     .to_sink(w.CollectorSinkConfig(keep=10)))
+app = w.run(p, workers=2, cluster=Client(sys.argv[1]))
+app.wait(count=10, timeout=60)
+print(app.status()["driver_address"], *app.pids, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_engines_do_not_outlive_a_killed_driver(client):
+    import subprocess
+
+    driver = subprocess.Popen([sys.executable, "-c", ORPHAN_DRIVER, client.scheduler.address],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        addr, *pids = driver.stdout.readline().decode().split()
+        DRIVERS.append(addr)
+        assert len(pids) == 2 and all(psutil.pid_exists(int(p)) for p in pids)
+        driver.kill()
+        driver.wait(10)
+        deadline = time.monotonic() + 20
+        while any(psutil.pid_exists(int(p)) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(psutil.pid_exists(int(p)) for p in pids), "engines outlived their driver"
+    finally:
+        driver.kill()
+        driver.wait(10)
+
+
+def test_a_dask_cluster_with_tls_runs_apps_the_same():
+    """Dask's own connections over TLS (distributed.Security); ours stay CurveZMQ."""
+    from distributed.security import Security
+
+    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                           host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                           security=Security.temporary(), silence_logs=logging.ERROR)
+    try:
+        with Client(cluster) as c:
+            assert c.scheduler.address.startswith("tls://")
+            lines = word_lines(500)
+            app = w.run(word_count(lines), workers=2, cluster=c)
+            try:
+                DRIVERS.append(app._driver.addr)
+                app.wait(timeout=60)
+                assert per_key(app.results()) == word_reference(lines)
+            finally:
+                app.stop()
+    finally:
+        cluster.close()
