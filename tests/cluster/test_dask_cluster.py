@@ -219,6 +219,11 @@ def _probe(ctx: zmq.Context, kind: int, addr: str, keys, frames: list) -> set:
     return events
 
 
+# how a refused handshake shows (zmq names the cause when the peer had time to say it)
+HANDSHAKE_FAILED = {zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL}
+
+
 def test_strangers_with_another_key_or_none_are_refused(on_cluster):
     events = sum_events(40_000)
     app = on_cluster(sums(events, rate=15_000))
@@ -236,12 +241,10 @@ def test_strangers_with_another_key_or_none_are_refused(on_cluster):
         targets = [(zmq.DEALER, d.addr, encode(Kind.HELLO, Hello(1)))]
         targets += [(zmq.PUSH, a, forged) for a in d.data_addrs]
         for kind, addr, frames in targets:
-            unknown = _probe(ctx, kind, addr, (keys.server_public, pub, sec), frames)
-            assert zmq.EVENT_HANDSHAKE_FAILED_AUTH in unknown, (addr, unknown)
-            assert zmq.EVENT_HANDSHAKE_SUCCEEDED not in unknown, (addr, unknown)
-            none = _probe(ctx, kind, addr, None, frames)
-            assert zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL in none, (addr, none)
-            assert zmq.EVENT_HANDSHAKE_SUCCEEDED not in none, (addr, none)
+            for who in ((keys.server_public, pub, sec), None):  # another key, no key
+                seen = _probe(ctx, kind, addr, who, frames)
+                assert seen & HANDSHAKE_FAILED, (addr, who, seen)
+                assert zmq.EVENT_HANDSHAKE_SUCCEEDED not in seen, (addr, who, seen)
     finally:
         ctx.destroy(0)
     app.wait(timeout=60)
