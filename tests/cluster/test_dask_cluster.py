@@ -28,7 +28,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 import wallaroo_nb as w
 from wallaroo_nb.cluster.dask_launcher import check_shared_dir
-from wallaroo_nb.cluster.dask_tasks import run_engine
+from wallaroo_nb.cluster.dask_tasks import RESOURCE, run_engine
 from wallaroo_nb.engine.worker import NO_START_EXIT
 from wallaroo_nb.protocol import Hello, Kind, encode, pack_frame
 
@@ -178,6 +178,15 @@ def test_word_count_and_sums_are_exact_with_engines_on_two_hosts(on_cluster, cli
     assert {p["dask_worker"] for p in placement} == set(client.scheduler_info(n_workers=-1)["workers"])
     assert_tcp_only(app)
     assert client.dashboard_link in app._repr_html_()  # the App display links Dask's dashboard
+    tasks = [k for keys in client.processing().values() for k in keys]
+    assert sorted(re.sub(r"-\w+-w", "-APP-w", k) for k in tasks) == [
+        "wallaroo_nb-APP-w0-g0", "wallaroo_nb-APP-w1-g0"], tasks
+    secret = app._driver.launcher.keys.client_secret.decode()
+    for p in placement:  # the keys came on stdin, not on a command line
+        assert secret not in " ".join(psutil.Process(p["pid"]).cmdline())
+    # the engines' tasks seceded: each one-thread Dask worker still runs other tasks
+    assert client.gather([client.submit(len, "ab", workers=[p["dask_worker"]], pure=False)
+                          for p in placement]) == [2, 2]
     app.stop()
 
     events = sum_events(30_000)
@@ -338,8 +347,9 @@ def test_an_engine_started_again_late_is_fenced_out(on_cluster, client, tmp_path
 
 
 def test_a_cancelled_engine_task_stops_its_engine_and_the_app(on_cluster):
-    app = on_cluster(sums(sum_events(1_000_000), rate=5_000))
+    app = on_cluster(sums(sum_events(1_000_000), rate=5_000), driver_address="127.0.0.1")
     app.wait(count=100, timeout=60)
+    assert app._driver.addr.startswith("tcp://127.0.0.1:")
     engine = app._driver.procs.procs[0]
     engine.future.cancel()  # as from the dashboard, or another client
     with pytest.raises(w.WorkerFailure, match="its Dask task is cancelled"):
@@ -363,7 +373,10 @@ sys.stdin.read()
 """
 
 
-def test_engines_do_not_outlive_a_killed_driver(client):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP])
+def test_engines_do_not_outlive_their_driver(client, how):
+    """SIGKILL: the driver's client leaves, Dask cancels its tasks. SIGSTOP: the client
+    stays connected but the driver is silent: the engines leave after 10 s of it."""
     import subprocess
 
     driver = subprocess.Popen([sys.executable, "-c", ORPHAN_DRIVER, client.scheduler.address],
@@ -372,9 +385,8 @@ def test_engines_do_not_outlive_a_killed_driver(client):
         addr, *pids = driver.stdout.readline().decode().split()
         DRIVERS.append(addr)
         assert len(pids) == 2 and all(psutil.pid_exists(int(p)) for p in pids)
-        driver.kill()
-        driver.wait(10)
-        deadline = time.monotonic() + 20
+        driver.send_signal(how)
+        deadline = time.monotonic() + 25
         while any(psutil.pid_exists(int(p)) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(psutil.pid_exists(int(p)) for p in pids), "engines outlived their driver"
@@ -383,23 +395,27 @@ def test_engines_do_not_outlive_a_killed_driver(client):
         driver.wait(10)
 
 
-def test_a_dask_cluster_with_tls_runs_apps_the_same():
-    """Dask's own connections over TLS (distributed.Security); ours stay CurveZMQ."""
+def test_tls_cluster_object_and_a_worker_with_two_engine_slots():
+    """Dask's own connections over TLS (distributed.Security; ours stay CurveZMQ);
+    cluster= a Cluster object; one Dask worker started with two engine slots takes
+    both engines."""
     from distributed.security import Security
 
-    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+    cluster = LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
                            host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                           security=Security.temporary(), silence_logs=logging.ERROR)
+                           security=Security.temporary(), resources={RESOURCE: 2},
+                           silence_logs=logging.ERROR)
     try:
-        with Client(cluster) as c:
-            assert c.scheduler.address.startswith("tls://")
-            lines = word_lines(500)
-            app = w.run(word_count(lines), workers=2, cluster=c)
-            try:
-                DRIVERS.append(app._driver.addr)
-                app.wait(timeout=60)
-                assert per_key(app.results()) == word_reference(lines)
-            finally:
-                app.stop()
+        assert cluster.scheduler_address.startswith("tls://")
+        lines = word_lines(500)
+        app = w.run(word_count(lines), workers=2, cluster=cluster)
+        try:
+            DRIVERS.append(app._driver.addr)
+            app.wait(timeout=60)
+            assert per_key(app.results()) == word_reference(lines)
+            where = {p["dask_worker"] for p in app._driver.procs.placement()}
+            assert where == set(cluster.scheduler_info["workers"]), where
+        finally:
+            app.stop()
     finally:
         cluster.close()

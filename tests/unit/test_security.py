@@ -10,7 +10,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from wallaroo_nb import security
-from wallaroo_nb.cluster.dask_launcher import driver_endpoint
+from wallaroo_nb.cluster.dask_launcher import bind_reachable, driver_endpoint
 from wallaroo_nb.cluster.launchers import LocalHandle
 from wallaroo_nb.engine.transport import Transport
 from wallaroo_nb.protocol import Hello
@@ -144,3 +144,16 @@ def test_the_driver_binds_where_the_scheduler_is_reached_from():
     # a UDP connect picks the route: no packet leaves (loopback scheduler -> loopback)
     assert driver_endpoint("tcp://127.0.0.1:8786", None) == ("127.0.0.1", 0)
     assert driver_endpoint("inproc://127.0.0.1/1/2", None) == ("127.0.0.1", 0)
+
+
+def test_behind_nat_the_driver_binds_every_interface_and_names_the_given_host(ctx):
+    s = ctx.socket(zmq.ROUTER)
+    addr = bind_reachable(s, "127.0.0.1", 0)  # a local address: bound there
+    assert addr.startswith("tcp://127.0.0.1:") and addr == s.getsockopt(zmq.LAST_ENDPOINT).decode()
+    t = ctx.socket(zmq.ROUTER)
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine, as a NAT's outside address
+    # is not: bind fails there, so every interface is bound; nothing is sent anywhere
+    addr = bind_reachable(t, "192.0.2.1", 0)
+    port = addr.rsplit(":", 1)[1]
+    assert addr == f"tcp://192.0.2.1:{port}"
+    assert t.getsockopt(zmq.LAST_ENDPOINT).decode() == f"tcp://0.0.0.0:{port}"

@@ -177,14 +177,7 @@ class DaskLauncher:
         port. The ZAP handler runs in the socket's context until ``close``."""
         self.auth = authenticator(sock.context, self.keys)
         server(sock, self.keys)
-        try:
-            sock.bind(f"tcp://{_bracket(self.host)}:{self.port}")
-        except zmq.ZMQError as e:
-            if e.errno != zmq.EADDRNOTAVAIL:
-                raise
-            sock.bind(f"tcp://{'[::]' if ':' in self.host else '0.0.0.0'}:{self.port}")
-        port = sock.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1]
-        self.driver_addr = f"tcp://{_bracket(self.host)}:{port}"
+        self.driver_addr = bind_reachable(sock, self.host, self.port)
         return self.driver_addr
 
     def data_bind(self, rundir: str, w: int, generation: int, host: str) -> str:
@@ -304,6 +297,20 @@ def driver_endpoint(scheduler: str, driver_address: Optional[str]) -> tuple:
         return "127.0.0.1", 0  # an in-process cluster: everything is on this machine
     # the local address of the route to the scheduler (a UDP connect: no packet is sent)
     return get_ip(get_address_host(scheduler)), 0
+
+
+def bind_reachable(sock: zmq.Socket, host: str, port: int) -> str:
+    """Bind ``sock`` at ``host:port`` (port 0: any) and return the address to connect
+    to; where ``host`` is not this machine's (NAT, a gateway forwarding to it) bind
+    every interface on that port instead, and still return ``host``'s address."""
+    try:
+        sock.bind(f"tcp://{_bracket(host)}:{port}")
+    except zmq.ZMQError as e:
+        if e.errno != zmq.EADDRNOTAVAIL:
+            raise
+        sock.bind(f"tcp://{'[::]' if ':' in host else '0.0.0.0'}:{port}")
+    bound = sock.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1]
+    return f"tcp://{_bracket(host)}:{bound}"
 
 
 def _bracket(host: str) -> str:
