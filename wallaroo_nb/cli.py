@@ -15,6 +15,8 @@ COMMANDS = {
     "send": ("wallaroo_nb.tools.sendrecv:send", "send framed records to a TCP source"),
     "receive": ("wallaroo_nb.tools.sendrecv:receive",
                 "listen for a TCP sink and write what arrives"),
+    "scale": ("wallaroo_nb.tools.external",
+              "grow or shrink a running `wallaroo-nb run --external HOST:PORT` app"),
     "demo": ("wallaroo_nb.demo", "run a word count on worker processes and print the results"),
     "install-kernel": ("wallaroo_nb.notebook.kernelspec",
                        "install the 'Python 3 (wallaroo_nb)' Jupyter kernel"),

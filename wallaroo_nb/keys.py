@@ -43,3 +43,32 @@ def slot_cache(n_slots: int) -> tuple[dict, Any]:
 def default_owners(n_slots: int, n_workers: int) -> list:
     """Contiguous ranges of slots per worker: slot i -> i * N // n_slots."""
     return [i * n_workers // n_slots for i in range(n_slots)]
+
+
+def rebalance(owners: list, n_workers: int) -> list:
+    """A new slot table for ``n_workers`` that moves the fewest slots from ``owners``.
+
+    Workers keep their slots up to their fair share (``n_slots / n_workers``, rounded
+    so the shares add up); slots of workers that leave (ids >= ``n_workers``) and
+    slots above a share go to the workers below theirs, lowest slot first. Growing
+    2 -> 3 moves about a third of the slots, 8 -> 9 about a ninth."""
+    n_slots = len(owners)
+    quota = [n_slots // n_workers + (1 if w < n_slots % n_workers else 0)
+             for w in range(n_workers)]
+    new = list(owners)
+    held: dict = {}
+    free = []
+    for slot, w in enumerate(owners):
+        if w < n_workers and held.get(w, 0) < quota[w]:
+            held[w] = held.get(w, 0) + 1
+        else:
+            free.append(slot)
+    want = [w for w in range(n_workers) for _ in range(quota[w] - held.get(w, 0))]
+    for slot, w in zip(free, want):
+        new[slot] = w
+    return new
+
+
+def moved_slots(old: list, new: list) -> list:
+    """Slots whose owner differs between two tables."""
+    return [s for s, (a, b) in enumerate(zip(old, new)) if a != b]

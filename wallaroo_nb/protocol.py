@@ -8,9 +8,7 @@ pickled batches) because they are frequent. Both sides encode and decode here
 only; nothing crosses a process boundary as a loose dict.
 
 Data plane (worker PUSH -> worker PULL): one frame is msgpack
-``[sender, [group, ...], generation]`` with the group shapes given by ``GROUP_*``;
-``generation`` is the sender's, as the driver named it in ``Peers``: a receiver drops
-frames of an older generation (an engine that a cluster restarted late is fenced out).
+``[sender, [group, ...]]`` with the group shapes given by ``GROUP_*``.
 """
 
 from __future__ import annotations
@@ -32,12 +30,13 @@ GROUP_BARRIER = 1  # (1, step, epoch)
 GROUP_WATERMARK = 2  # (2, step, source, watermark ns)
 
 
-def pack_frame(sender: int, groups: list, generation: int = 0) -> bytes:
-    return msgpack.packb([sender, groups, generation])
+def pack_frame(era: int, sender: int, groups: list) -> bytes:
+    return msgpack.packb([era, sender, groups])
 
 
 def unpack_frame(frame: bytes) -> tuple:
-    """(sender, groups, sender's generation) of a data-plane frame."""
+    """(era, sender, groups) of a data-plane frame; a frame of an era before a
+    rollback is dropped by its receiver."""
     return msgpack.unpackb(frame)
 
 
@@ -65,6 +64,8 @@ class Kind:
     CHECKPOINT = b"ckpt"  # Barrier: begin an epoch
     COMMIT = b"commit"  # an epoch is committed: msgpack epoch
     ABORT = b"abort"  # an epoch is given up: msgpack epoch
+    ADOPT = b"adopt"  # Adopt: a rescaling epoch is done everywhere: take the new table
+    ROLLBACK = b"rollback"  # Rollback: a peer died; go back to the last committed epoch
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,6 @@ class Ready:
 @dataclass(frozen=True)
 class Peers:
     addrs: list  # worker id -> its data address (None: no such worker)
-    # worker id -> the generation of the engine at that address: frames from an older
-    # one are dropped (None: no fencing, every sender's frames are taken)
-    generations: Optional[list] = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +104,8 @@ class Start:
     assign: dict  # source id -> the workers that run it (Plan.source_workers)
     owners: list  # slot -> worker
     data_bind: str  # where to bind this worker's data socket (tcp port 0: any)
+    era: int = 0  # data frames of an older era are dropped (see Rollback)
+    resilience: bool = False  # checkpoints (else checkpoint_dir only serves rescaling)
     on_error: str = "record"
     metrics: bool = True
     checkpoint_dir: Optional[str] = None
@@ -128,13 +128,47 @@ class Trigger(NamedTuple):
     key: Any  # None: every key
 
 
+class Rescale(NamedTuple):
+    """What a rescaling barrier changes (applied at ADOPT): workers, slots, sources."""
+
+    workers: int  # workers after the change (ids 0 .. workers - 1)
+    owners: list  # the new slot table: slot -> worker
+    version: int  # the table's version (one more than the last)
+    assign: dict  # source id -> the workers that run it after the change
+
+
 class Barrier(NamedTuple):
     """Begin checkpoint ``epoch``; at its aligned barrier apply ``triggers``; ``final``:
-    read no more from the sources after it (the app is stopping)."""
+    read no more from the sources after it (the app is stopping); ``rescale``: the
+    epoch ends with a change of workers (see Adopt)."""
 
     epoch: int
     triggers: list  # [Trigger, ...]
     final: bool = False
+    rescale: Optional[Rescale] = None
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """Every worker has written its state at a rescaling epoch's barrier: load the slots
+    now yours from these files, drop those that left, open the sources you gain."""
+
+    epoch: int
+    dir: str
+    files: dict  # snapshot file name -> SHA-256 hex
+    positions: dict  # source id -> SourcePosition at the barrier
+    sources: dict = field(default_factory=dict)  # id -> SourcePlan of sources that move
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """A peer died: start era ``era`` from the committed epoch in ``restore``."""
+
+    era: int
+    restore: Any  # Restore
+    workers: int
+    owners: list
+    assign: dict
 
 
 @dataclass(frozen=True)
@@ -182,6 +216,19 @@ class Status:
     errors: dict  # step name -> errors
     sink_counts: dict  # sink step id -> outputs
     connectors: dict  # connector name -> its stats()
+
+
+class WorkerInfo(NamedTuple):
+    """One row of ``app.workers()``, from the worker."""
+
+    worker: int
+    pid: int
+    host: str
+    slots: int  # slots this worker owns
+    keys: int  # keys holding state here (state steps and open windows)
+    state_bytes: int  # their size pickled (estimated from a sample)
+    events_in: int  # messages read from this worker's sources
+    events_out: int  # outputs that reached sinks here
 
 
 @dataclass(frozen=True)
@@ -236,8 +283,11 @@ def encode(kind: bytes, record: Any = None) -> list:
     if kind == Kind.START:
         return [kind, cloudpickle.dumps(record)]
     if kind == Kind.CHECKPOINT:
+        rs = record.rescale
+        rescale = None if rs is None else [rs.workers, list(rs.owners), rs.version,
+                                           [[sid, list(ws)] for sid, ws in rs.assign.items()]]
         return [kind, msgpack.packb([record.epoch, [list(t) for t in record.triggers],
-                                     record.final])]
+                                     record.final, rescale])]
     if kind in (Kind.COMMIT, Kind.ABORT):
         return [kind, msgpack.packb(record)]
     if kind in (Kind.METRICS, Kind.HEARTBEAT):
@@ -253,8 +303,10 @@ def decode(kind: bytes, rest: list) -> Any:
         return None
     if kind == Kind.CHECKPOINT:
         # tuples stay tuples: a trigger's key is compared with the keys the engine holds
-        epoch, triggers, final = msgpack.unpackb(rest[0], use_list=False)
-        return Barrier(epoch, [Trigger(*t) for t in triggers], final)
+        epoch, triggers, final, rs = msgpack.unpackb(rest[0], use_list=False)
+        rescale = None if rs is None else Rescale(
+            rs[0], list(rs[1]), rs[2], {sid: tuple(ws) for sid, ws in rs[3]})
+        return Barrier(epoch, [Trigger(*t) for t in triggers], final, rescale)
     if kind in (Kind.COMMIT, Kind.ABORT):
         return msgpack.unpackb(rest[0])
     if kind == Kind.METRICS:
@@ -284,7 +336,7 @@ def results_frames(heads: list, payloads: list) -> list:
 
 
 __all__ = [
-    "Barrier", "Busy", "DriverSink", "Peers", "Ready", "EpochAck", "Trigger", "ErrorRecord", "GROUP_BARRIER", "GROUP_DATA", "GROUP_WATERMARK", "Hello",
+    "WorkerInfo", "Adopt", "Barrier", "Busy", "Rescale", "Rollback", "DriverSink", "Peers", "Ready", "EpochAck", "Trigger", "ErrorRecord", "GROUP_BARRIER", "GROUP_DATA", "GROUP_WATERMARK", "Hello",
     "Kind", "MetricsDelta", "Reply", "Request", "Restore", "SourcePosition", "SourceStatus",
     "Start", "StateRows", "Status", "decode", "encode", "pack_frame", "results_frames",
     "unpack_frame", "worker_plan",

@@ -34,7 +34,7 @@ ACCEPTS_APP_ARGS = True
 
 # Wallaroo's own flags that mean nothing here: (flags, takes a value).
 IGNORED_FLAGS = (
-    (("-c", "--control"), True), (("-d", "--data"), True), (("-e", "--external"), True),
+    (("-c", "--control"), True), (("-d", "--data"), True),
     (("-n", "--name"), True), (("-m", "--metrics"), True), (("-j", "--join"), True),
     (("-t", "--cluster-initializer"), False), (("--my-control",), True),
     (("--my-data",), True), (("--stop-pause",), True), (("--event-log-file-length",), True),
@@ -80,6 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", choices=("record", "stop"), default="record",
                    help="a computation that raises: record the error and go on (default), "
                         "or stop the app")
+    p.add_argument("-e", "--external", metavar="HOST:PORT",
+                   help="serve Wallaroo's external channel here: `wallaroo-nb scale --external "
+                        "HOST:PORT N` grows or shrinks the running app")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve the app's metrics for Prometheus at http://127.0.0.1:PORT/metrics")
     p.add_argument("--report", metavar="FILE",
@@ -372,21 +375,29 @@ def run_application(application: Any, args: argparse.Namespace, log: Log = _log)
         except Exception as e:
             log(f"wallaroo-nb run: cannot start the application: {type(e).__name__}: {e}")
             return 2
+        stops = [app.stop]
         try:
             if args.cluster:
                 info = app.status()
-                log(f"running {app.name!r} on {app.workers} engine(s) on the Dask cluster at "
-                    f"{info['dask_scheduler']} (dashboard {info['dask_dashboard']}), "
+                log(f"running {app.name!r} on {app.worker_count} engine(s) on the Dask "
+                    f"cluster at {info['dask_scheduler']} (dashboard {info['dask_dashboard']}), "
                     f"driver at {info['driver_address']}")
             else:
-                log(f"running {app.name!r} on {app.workers} worker(s): "
+                log(f"running {app.name!r} on {app.worker_count} worker(s): "
                     f"pids {' '.join(str(p) for p in app.pids)}")
             if app.metrics_url:
                 log(f"Prometheus metrics at {app.metrics_url}")
+            if args.external:
+                from .tools.external import serve
+
+                stops.insert(0, serve(app, args.external, log))
+                log(f"external channel on {args.external}: wallaroo-nb scale --external "
+                    f"{args.external} N")
             code = supervise(app, stopper, StatusLine(args.status_interval, log),
                              Notices(log), log)
         finally:
-            app.stop()
+            for stop in stops:
+                stop()
     log(f"stopped {app.name!r}")
     if args.report:
         app.report(args.report)

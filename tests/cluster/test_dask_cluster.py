@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import signal
+import stat
 import sys
 import time
 from pathlib import Path
@@ -155,7 +156,9 @@ def assert_tcp_only(app) -> None:
     d = app._driver
     assert d.addr.startswith("tcp://127.0.0.1:"), d.addr
     assert sorted(a.split("//")[1].rsplit(":", 1)[0] for a in d.data_addrs) == list(HOSTS)
-    assert not os.listdir(d.rundir), os.listdir(d.rundir)  # no socket files in the run dir
+    sockets = [os.path.join(top, f) for top, _, files in os.walk(d.rundir) for f in files
+               if stat.S_ISSOCK(os.lstat(os.path.join(top, f)).st_mode)]
+    assert not sockets, sockets  # no ipc:// socket files in the driver's run dir
     for p in d.procs.placement():
         proc = psutil.Process(p["pid"])
         named = [c for c in proc.net_connections(kind="unix") if c.laddr or c.raddr]
@@ -175,12 +178,14 @@ def test_word_count_and_sums_are_exact_with_engines_on_two_hosts(on_cluster, cli
     assert per_key(app.results()) == word_reference(lines)
     placement = app._driver.procs.placement()
     assert sorted(p["host"] for p in placement) == list(HOSTS)
-    assert {p["dask_worker"] for p in placement} == set(client.scheduler_info(n_workers=-1)["workers"])
+    dask_workers = set(client.scheduler_info(n_workers=-1)["workers"])
+    assert {p["dask_worker"] for p in placement} == dask_workers
+    assert set(app.workers()["dask_worker"]) == dask_workers
     assert_tcp_only(app)
     assert client.dashboard_link in app._repr_html_()  # the App display links Dask's dashboard
     tasks = [k for keys in client.processing().values() for k in keys]
     assert sorted(re.sub(r"-\w+-w", "-APP-w", k) for k in tasks) == [
-        "wallaroo_nb-APP-w0-g0", "wallaroo_nb-APP-w1-g0"], tasks
+        f"wallaroo_nb-APP-w{w}-g{g}" for w, g in enumerate(app._driver.procs.gens)], tasks
     secret = app._driver.launcher.keys.client_secret.decode()
     for p in placement:  # the keys came on stdin, not on a command line
         assert secret not in " ".join(psutil.Process(p["pid"]).cmdline())
@@ -330,8 +335,9 @@ def test_an_engine_started_again_late_is_fenced_out(on_cluster, client, tmp_path
     app.wait(count=5_000, timeout=60)
     d = app._driver
     first = d.procs.placement()[0]
+    ident = d.procs.ident(0).decode()  # engine 0's name and generation
     os.kill(first["pid"], signal.SIGKILL)
-    late = client.submit(run_engine, ["--driver", d.addr, "--id", "0", "--ident", "w0.0"],
+    late = client.submit(run_engine, ["--driver", d.addr, "--id", "0", "--ident", ident],
                          d.launcher.keys.to_line(), pure=False, key="late-engine-w0-g0",
                          workers=[first["dask_worker"]])
     try:
@@ -340,7 +346,7 @@ def test_an_engine_started_again_late_is_fenced_out(on_cluster, client, tmp_path
         assert per_key(app.results()) == expected
         texts = [t for _, t in app.events()]
         assert sum(t.startswith("recovered from") for t in texts) == 1, texts
-        assert d.generation == 1
+        assert d.generation == 1 and d.procs.ident(0).decode() != ident
         assert late.result(timeout=30) == NO_START_EXIT  # it never joined, and left
     finally:
         late.cancel()

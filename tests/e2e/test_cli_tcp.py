@@ -277,3 +277,47 @@ def test_a_dead_worker_without_resilience_fails_the_run(procs, tmp_path):  # noq
     assert runner.wait(30) == 1, runner.stderr()
     assert f"worker 0 (pid {workers[0]})" in runner.stderr()
     assert_all_gone(workers)
+
+
+def test_scale_a_running_app_from_the_command_line(procs, tmp_path):  # noqa: F811
+    """wallaroo-nb run --external HOST:PORT, then wallaroo-nb scale (Wallaroo's
+    cluster_shrinker's role) grows and shrinks it while words flow: every count exact."""
+    lines = make_lines(1200, seed=3)
+    halves = (lines[:600], lines[600:])
+    files = []
+    for i, half in enumerate(halves):
+        files.append(tmp_path / f"words{i}.txt")
+        files[-1].write_text("\n".join(half) + "\n")
+    expected = word_count_reference(lines)
+    external = f"127.0.0.1:{free_port()}"
+    receiver, out_port = procs.receive(tmp_path / "received.txt")
+    in_port = free_port()
+    runner = procs.start("run", "--application-module", EXAMPLES / "word_count.py",
+                         "--in", f"words@127.0.0.1:{in_port}", "--out", f"127.0.0.1:{out_port}",
+                         "--workers", 1, "--external", external, "--status-interval", "1")
+    runner.wait_for(r"external channel on")
+    out = tmp_path / "received.txt"
+
+    def send(path, n_expected):
+        sender = procs.start("send", f"127.0.0.1:{in_port}", path)
+        assert sender.wait(60) == 0, sender.stderr()
+        wait_until(lambda: len(read_lines(out)) >= n_expected, 90, f"{n_expected} counts")
+
+    send(files[0], len(word_count_reference(halves[0])))
+    grow = procs.start("scale", "--external", external, "2")
+    assert grow.wait(120) == 0, grow.stderr() + runner.stderr()
+    assert '"workers": 2' in grow.stdout() and '"slots_moved": 128' in grow.stdout()
+    assert len(runner.worker_pids()) >= 2
+    send(files[1], len(expected))
+    shrink = procs.start("scale", "--external", external, "--shrink-by", "1")
+    assert shrink.wait(120) == 0, shrink.stderr()
+    assert '"workers": 1' in shrink.stdout()
+    assert "external: scaled to 2 workers" in runner.stderr()
+    runner.signal(signal.SIGTERM)
+    assert runner.wait(20) == 0, runner.stderr()
+    assert_all_gone(runner.worker_pids())
+    receiver.signal(signal.SIGINT)
+    assert receiver.wait(10) == 0
+    got = read_lines(out)
+    assert_counts_exact(got, expected)
+    assert_per_key_order(got)

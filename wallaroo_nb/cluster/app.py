@@ -20,6 +20,7 @@ from ..metrics.store import MetricsStore
 from ..plan import Plan
 from ..protocol import Status
 from .driver import Callbacks, Driver, Options
+from .elastic import Elastic
 from .launchers import launcher_for
 from .metrics_views import MetricsViews
 from .state import committed_parts, state_frame
@@ -32,7 +33,7 @@ ON_ERROR_MODES = ("record", "stop")
 FINAL_COMMIT_S = 30.0  # stop() waits this long for the last checkpoint to commit
 
 
-class App(MetricsViews):
+class App(MetricsViews, Elastic):
     """A running (or stopped) application on worker processes: results, state, errors,
     windows, hot reload and lifecycle here; latency and throughput in MetricsViews."""
 
@@ -40,7 +41,7 @@ class App(MetricsViews):
         self.name = plan.name
         self.plan = plan
         self._code_files = code_files(self.plan)
-        self.workers = workers
+        self.worker_count = workers
         self.on_error = opts.on_error
         self.resilience = opts.resilience
         self._cond = threading.Condition()
@@ -133,7 +134,7 @@ class App(MetricsViews):
 
     def _commit_last_epoch(self) -> None:
         epochs = self._driver.epochs
-        if epochs is None or not self._driver.ready.is_set():
+        if not self._driver.resilient or not self._driver.ready.is_set():
             return
         target = epochs.request_final()
         self._driver.wake()
@@ -270,7 +271,7 @@ class App(MetricsViews):
         epochs = self._driver.epochs
         if not committed:
             return state_frame(self.plan, self._call("state", {"step": step}))
-        if epochs is None:
+        if not self._driver.resilient:
             raise ValueError("state(committed=True) needs resilience=True (there are no "
                              "checkpoints); app.state(step) shows the live state")
         manifest = epochs.committed
@@ -329,7 +330,7 @@ class App(MetricsViews):
             raise ValueError(f"step {step!r} is not an event_windows() step; triggers close "
                              "event-driven windows only")
         epochs = self._driver.epochs
-        if epochs is None:
+        if not self._driver.resilient:
             return sum(self._call("trigger", {"step": step, "key": key}))
         self._raise_failure()
         tid = epochs.request_trigger(step, key)
@@ -348,7 +349,7 @@ class App(MetricsViews):
 
     def status(self) -> dict:
         """A summary: workers alive, events in and out, errors, filtered counts."""
-        info = {"name": self.name, "running": self.running, "workers": self.workers,
+        info = {"name": self.name, "running": self.running, "workers": self.worker_count,
                 "workers_alive": self._driver.procs.alive(),
                 "results": self._results.total, "results_dropped": self._results.dropped,
                 "errors": self._errors.total, "errors_dropped": self._errors.dropped,
@@ -379,7 +380,8 @@ class App(MetricsViews):
         return summary_html(self.status(), metrics)
 
     def __repr__(self) -> str:
-        return f"<App {self.name!r} workers={self.workers} {'running' if self.running else 'stopped'}>"
+        state = "running" if self.running else "stopped"
+        return f"<App {self.name!r} workers={self.worker_count} {state}>"
 
 
 _FROZE = False
@@ -409,9 +411,9 @@ def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record"
     as it takes; ``step_timeout`` (seconds) stops the app, naming the step and the
     key, when one message takes longer. ``metrics_port`` serves the metrics for
     Prometheus at http://127.0.0.1:PORT/metrics (0: any free port; see app.metrics_url).
-    ``cluster`` (a dask.distributed Client, or a scheduler address) runs the engines on
-    that Dask cluster, linked by ZeroMQ over tcp:// with CurveZMQ; ``driver_address``
-    ("HOST[:PORT]") is where they reach this process (docs/cluster.md)."""
+    ``cluster`` (a dask.distributed Client, a Dask cluster or a scheduler address) runs
+    the engines on that Dask cluster, linked by ZeroMQ over tcp:// with CurveZMQ;
+    ``driver_address`` ("HOST[:PORT]") is where they reach this process (docs/cluster.md)."""
     if isinstance(application, Pipeline):
         application = build_application("app", application)
     if not isinstance(application, Plan):

@@ -40,7 +40,7 @@ class CheckpointDir:
             for f in glob.glob(os.path.join(self.path, pattern)):
                 os.unlink(f)
 
-    def commit(self, epoch: int, acks: list, results: list) -> dict:
+    def commit(self, epoch: int, acks: list, results: list, table: Optional[dict] = None) -> dict:
         """Append the epoch's results (sink step id, count, payload), then write its
         manifest: from then on it is committed."""
         self.results.append(results)
@@ -52,6 +52,7 @@ class CheckpointDir:
             # parallel source: one per worker reading a share of it)
             "positions": _positions(acks),
             **self.results.fields(),
+            "table": table or {},  # the slot table after this epoch: workers, owners, version
         }
         write_atomic(self._manifest(epoch), _pack(manifest))
         self._collect_garbage(epoch)
@@ -105,6 +106,12 @@ def _positions(acks: list) -> dict:
         for sid, pos in a.positions.items():
             out.setdefault(sid, []).append([a.worker, *pos])
     return out
+
+
+def merged_positions(acks: list) -> dict:
+    """Source id -> its position over every worker's ack (a parallel source's shares
+    merged), as a restore or a rescaling seeks it."""
+    return {sid: _merged(entries) for sid, entries in _positions(acks).items()}
 
 
 def _merged(entries: list) -> SourcePosition:

@@ -26,7 +26,6 @@ from typing import Any, Callable, Optional
 import zmq
 
 from ..errors import Recovering, StepTimeout, WorkerFailure, error_record
-from ..keys import default_owners
 from ..metrics.recorder import SharedRecorder
 from ..plan import Plan
 from ..protocol import (
@@ -44,14 +43,16 @@ from ..protocol import (
 from .checkpoints import describe
 from .epochs import ERRORS, METRICS, RESULTS, Epochs
 from .launchers import Launcher, LocalLauncher
+from .placement import Placement
 from .processes import WorkerProcesses
+from .recovery import Recovery
 from .requests import Requests
+from .scaling import Scaler
 
 PING_S = 1.0
 LIVENESS_S = 0.2
 STOP_GRACE_S = 5.0
 ROUTER_HWM = 64  # messages queued per worker at the driver before the worker waits
-MAX_RECOVERIES_PER_MINUTE = 20
 
 __all__ = ["Callbacks", "Driver", "Options", "Recovering", "WorkerFailure"]
 
@@ -81,7 +82,7 @@ class Callbacks:
     skipped: Callable[[int], None]  # results before this run that a resume does not have
 
 
-class Driver:
+class Driver(Recovery):
     """Sockets, worker processes and the I/O thread of one app. Knows nothing of notebooks."""
 
     def __init__(self, plan: Plan, n_workers: int, opts: Options, cb: Callbacks):
@@ -113,16 +114,21 @@ class Driver:
         self.generation = 0
         self.recoveries: list = []  # monotonic times of recoveries
         self.recovery_started = 0.0
+        self.rolling: set = set()  # workers rolling back: their messages until READY are void
         self.procs = WorkerProcesses(self.addr, n_workers, opts.wallaroo_alias, self.launcher)
         self.visible = SharedRecorder()  # results' latency to the driver (see deliver)
-        self.epochs: Optional[Epochs] = None
-        if opts.resilience:
-            path = opts.checkpoint_dir or os.path.join(self.rundir, "checkpoints")
-            self.epochs = Epochs(self, path, opts.checkpoint_interval)
-            if opts.resume:
-                self.epochs.resume()
-            else:
-                self.epochs.ckpt.clear()
+        self.resilient = opts.resilience
+        self.place = Placement(plan, n_workers)  # the slot table, the sources' workers
+        self.scaler = Scaler(self)
+        # epochs always: without resilience the only ones are rescalings (their files
+        # hand slots over, in the run directory)
+        path = opts.checkpoint_dir if opts.resilience and opts.checkpoint_dir else \
+            os.path.join(self.rundir, "checkpoints" if opts.resilience else "handoff")
+        self.epochs = Epochs(self, path, opts.checkpoint_interval, opts.resilience)
+        if opts.resume:
+            self.place.resume(self.epochs.resume(), n_workers)
+        else:
+            self.epochs.ckpt.clear()
         self._start_generation()
         self.thread = threading.Thread(target=self._loop, name="wallaroo_nb-driver", daemon=True)
         self.thread.start()
@@ -130,28 +136,46 @@ class Driver:
     # -- processes -------------------------------------------------------------------
 
     def _start_generation(self) -> None:
+        """Every worker (re)started from the last committed epoch."""
+        self._begin_era()
+        self.procs.start(self.n)
+
+    def _begin_era(self) -> None:
+        """Wait for READY from every worker again; nothing sent before counts."""
         self.ready.clear()
         self.ready_count = 0
         self.data_addrs: list = [None] * self.n  # where each worker's data socket is
         self.results_received = [0] * self.n
-        if self.epochs is not None:
-            self.epochs.reset(self.n)
-        self.procs.start(self.generation)
+        self.epochs.reset(self.n)
+
+    def table(self) -> dict:
+        """The slot table, as a manifest records it."""
+        return self.place.table(self.n)
+
+    def scale(self, n: int, timeout: Optional[float] = None) -> Any:
+        """Grow or shrink to ``n`` workers (see scaling.py); returns the finished request."""
+        req = self.scaler.request(n)
+        if not req.done.wait(timeout):
+            raise TimeoutError(f"scaling to {n} workers did not finish in {timeout}s")
+        if req.error is not None:
+            raise req.error
+        return req
 
     @property
     def pids(self) -> list:
         return self.procs.pids
 
     def _start_record(self, w: int) -> Start:
-        plan = self.plan
-        assign = plan.source_workers(self.n)
         restore = None
-        if self.epochs is not None and self.epochs.committed is not None:
+        if w < self.n and self.epochs.committed is not None:  # joining workers start empty
             restore = self.epochs.ckpt.restore_info(self.epochs.committed)
         bind = self.launcher.data_bind(self.rundir, w, self.generation, self.procs.procs[w].host)
-        return Start(worker_plan(plan, w, assign), self.n, assign,
-                     default_owners(plan.n_slots, self.n), bind, self.opts.on_error,
-                     self.opts.metrics, self.epochs.ckpt.path if self.epochs else None, restore)
+        workers = max(self.n, len(self.data_addrs))
+        place = self.place
+        return Start(worker_plan(self.plan, w, place.assign), workers, place.assign,
+                     list(place.owners), bind, on_error=self.opts.on_error,
+                     metrics=self.opts.metrics, checkpoint_dir=self.epochs.ckpt.path,
+                     restore=restore, resilience=self.resilient, era=self.generation)
 
     # -- requests from user threads ---------------------------------------------------------
 
@@ -194,7 +218,7 @@ class Driver:
 
     @property
     def committed_epoch(self) -> int:
-        return self.epochs.committed_epoch if self.epochs else 0
+        return self.epochs.committed_epoch
 
     def wake(self) -> None:
         with self.wake_lock:
@@ -251,8 +275,8 @@ class Driver:
                 if now >= next_live:
                     next_live = now + LIVENESS_S
                     self._check_alive()
-                if self.epochs is not None:
-                    self.epochs.drive(now)
+                self.epochs.drive(now)
+                self.scaler.drive(now)
         except Exception:
             tb = traceback.format_exc()
             self.fail(WorkerFailure(f"driver I/O thread crashed: {tb.strip().splitlines()[-1]}\n{tb}"))
@@ -260,15 +284,13 @@ class Driver:
             self._finish()
 
     def _finish(self) -> None:
-        if self.epochs is not None:
-            self.epochs.wait_commit()
+        self.epochs.wait_commit()
         self.procs.reap(kill=True)
         self.requests.cancel_all(RuntimeError("the app stopped"))
         self.router.close(0)
         self.wake_rx.close(0)
         self.stopped.set()
-        if self.epochs is not None:
-            self.epochs.notify_all()
+        self.epochs.notify_all()
 
     def _send(self, w: int, frames: list) -> None:
         try:
@@ -276,9 +298,13 @@ class Driver:
         except zmq.ZMQError:
             pass  # not connected yet or gone; liveness checks report the cause
 
-    def send_all(self, frames: list) -> None:
-        for i in range(self.n):
+    def send_all(self, frames: list, upto: Optional[int] = None) -> None:
+        """To workers 0 .. upto - 1 (default: the app's workers)."""
+        for i in range(self.n if upto is None else upto):
             self._send(i, frames)
+
+    def send_to(self, w: int, frames: list) -> None:
+        self._send(w, frames)
 
     def _send_requests(self) -> None:
         for req, targets in self.requests.queued():
@@ -297,8 +323,10 @@ class Driver:
             except zmq.Again:
                 return
             w, gen = self.procs.parse_ident(ident)
-            if gen != self.generation:
-                continue  # from a worker of a generation already replaced (or no worker)
+            if not self.procs.current(w, gen):
+                continue  # a message from a worker of a generation already replaced
+            if w in self.rolling and kind not in _DURING_ROLLBACK:
+                continue  # sent before it rolled back: of a void era
             if kind != Kind.HEARTBEAT:
                 self.procs.turning(w)
             handler = _HANDLERS.get(kind)
@@ -314,9 +342,13 @@ class Driver:
 
     def _on_ready(self, w: int, ready: Ready) -> None:
         self.data_addrs[w] = ready.data_addr
+        self.rolling.discard(w)
+        if self.ready.is_set():  # a worker joining a running app
+            self.scaler.on_ready(w)
+            return
         self.ready_count += 1
         if self.ready_count == self.n:
-            self.send_all(encode(Kind.PEERS, Peers(self.data_addrs, [self.generation] * self.n)))
+            self.send_all(encode(Kind.PEERS, Peers(list(self.data_addrs))))
             self.send_all(encode(Kind.GO))
             self.ready.set()
             if self.generation == 0:
@@ -324,15 +356,14 @@ class Driver:
             else:
                 self.cb.event(f"recovered from {describe(self.epochs.committed)} in "
                               f"{time.monotonic() - self.recovery_started:.2f}s")
-            if self.epochs is not None:
-                self.epochs.next_at = time.monotonic() + self.opts.checkpoint_interval
+            self.epochs.next_at = time.monotonic() + self.epochs.interval
 
     def _on_results(self, w: int, body: tuple) -> None:
         heads, payloads = body
         self.results_received[w] += 1
         for (sid, _n, origin), payload in zip(heads, payloads):
             values = pickle.loads(payload)
-            if self.epochs is not None:
+            if self.resilient:
                 # released when its epoch commits; the bytes go to the results log as they are
                 self.epochs.hold(w, (RESULTS, sid, values, payload, origin))
             else:
@@ -356,13 +387,13 @@ class Driver:
             self.cb.metrics("driver", MetricsDelta(delta["hist"], delta["events"]))
 
     def _on_metrics(self, w: int, delta: Any) -> None:
-        if self.epochs is not None:  # counted once: a replay's deltas are never committed
+        if self.resilient:  # counted once: a replay's deltas are never committed
             self.epochs.hold(w, (METRICS, w, delta))
         else:
             self.cb.metrics(w, delta)
 
     def _on_errors(self, w: int, records: list) -> None:
-        if self.epochs is not None:
+        if self.resilient:
             self.epochs.hold(w, (ERRORS, records))
         else:
             self.cb.errors(records)
@@ -389,48 +420,7 @@ class Driver:
         return self.procs.busy()
 
     def _on_ack(self, w: int, ack: Any) -> None:
-        if self.epochs is not None:
-            self.epochs.on_ack(w, ack)
-
-    # -- failures and recovery ------------------------------------------------------------------
-
-    def _lost(self, w: int, reason: str) -> None:
-        if self.stop_requested:
-            return
-        if self.epochs is None:
-            self.fail(WorkerFailure(reason))
-            return
-        now = time.monotonic()
-        self.recoveries = [t for t in self.recoveries if now - t < 60] + [now]
-        if len(self.recoveries) > MAX_RECOVERIES_PER_MINUTE:
-            self.fail(WorkerFailure(f"{reason}\n(gave up: {len(self.recoveries)} recoveries "
-                                    "in a minute)"))
-            return
-        self._recover(reason.splitlines()[0])
-
-    def _recover(self, reason: str) -> None:
-        self.recovery_started = time.monotonic()
-        self.epochs.wait_commit()  # a commit under way decides the epoch to restore from
-        self.cb.event(f"{reason}; restarting every worker from {describe(self.epochs.committed)}")
-        self.procs.kill_all()
-        self.requests.cancel_all(Recovering("workers restarted during the request; ask again"))
-        self.generation += 1
-        self._start_generation()
-
-    def fail(self, exc: BaseException) -> None:
-        """Stop the app with ``exc`` as its failure (the first failure wins)."""
-        if self.failure is None:
-            self.failure = exc
-            self.cb.event(str(exc).splitlines()[0])
-        self.requests.cancel_all(exc)
-        self.ready.set()  # wake anyone waiting for start-up: they will see the failure
-        self.stop_requested = True
-
-    def _check_alive(self) -> None:
-        dead = self.procs.newly_exited()
-        if dead is not None:
-            w, pid, code = dead
-            self._lost(w, f"worker {w} (pid {pid}) exited with code {code}")
+        self.epochs.on_ack(w, ack)
 
 
 _HANDLERS = {
@@ -444,3 +434,5 @@ _HANDLERS = {
     Kind.ACK: Driver._on_ack,
     Kind.HEARTBEAT: Driver._on_heartbeat,
 }
+
+_DURING_ROLLBACK = (Kind.READY, Kind.HEARTBEAT, Kind.CRASH, Kind.BYE)

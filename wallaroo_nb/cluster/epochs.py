@@ -10,6 +10,7 @@ so that the driver's I/O thread keeps draining the workers meanwhile.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 import traceback
@@ -17,7 +18,7 @@ from typing import Any, Optional, Protocol
 
 from ..errors import WorkerFailure
 from ..plan import Plan
-from ..protocol import Barrier, EpochAck, Kind, Trigger, encode
+from ..protocol import Barrier, EpochAck, Kind, Rescale, Trigger, encode
 from .checkpoints import CheckpointDir, describe
 from .stores import collector_keep
 
@@ -32,7 +33,10 @@ class Host(Protocol):
     stopped: threading.Event
     failure: Optional[BaseException]
 
-    def send_all(self, frames: list) -> None: ...
+    scaler: Any  # scaling.Scaler
+
+    def send_all(self, frames: list, upto: Optional[int] = None) -> None: ...
+    def table(self) -> dict: ...
     def deliver(self, sid: int, values: list) -> None: ...
     def fail(self, exc: BaseException) -> None: ...
     def wake(self) -> None: ...
@@ -42,11 +46,13 @@ RESULTS, ERRORS, METRICS = "results", "errors", "metrics"  # what epochs hold ba
 
 
 class Epochs:
-    """Checkpoint epochs of one app (only made when resilience is on)."""
+    """Checkpoint epochs of one app. Without resilience there are none but those that
+    rescale the app (their files only hand slots over; nothing is committed)."""
 
-    def __init__(self, driver: Host, path: str, interval: float):
+    def __init__(self, driver: Host, path: str, interval: float, resilient: bool = True):
         self.driver = driver
-        self.interval = interval
+        self.resilient = resilient
+        self.interval = interval if resilient else math.inf
         self.ckpt = CheckpointDir(path, collector_keep(driver.plan.steps))
         self.committed: Optional[dict] = None  # manifest of the last committed epoch
         self.epoch = 0  # last epoch started
@@ -65,13 +71,17 @@ class Epochs:
         self.applying: list[Trigger] = []  # at the barrier of the epoch in flight
         self.fired: dict = {}  # trigger id -> windows it closed, once committed
         self.final = False  # the next barrier is the last: the app is stopping
+        self.rescale: Optional[Rescale] = None  # for the next barrier
+        self.rescaling: Optional[Rescale] = None  # carried by the epoch in flight
+        self.expected: frozenset = frozenset()  # workers that ack the epoch in flight
+        self.adopt_ready: Optional[tuple] = None  # (epoch, acks) of a rescaling, for ADOPT
         self.reset(driver.n)
 
     def reset(self, n: int) -> None:
         """A new generation of workers: nothing they sent is held any more."""
         # per worker, what it sent since its last ack: (RESULTS, sid, values, payload, origin),
         # (ERRORS, records) or (METRICS, delta); released in order at commit
-        self.uncommitted: list = [[] for _ in range(n)]
+        self.uncommitted: dict = {w: [] for w in range(n)}
         self.acked_batches: dict = {}  # worker -> batches of the epoch in flight
         self.in_flight = None
         self._requeue(rolled_back=True)
@@ -87,8 +97,9 @@ class Epochs:
 
     # -- start-up --------------------------------------------------------------------
 
-    def resume(self) -> None:
-        """Pick up the newest usable committed epoch and hand over its results."""
+    def resume(self) -> Optional[dict]:
+        """Pick up the newest usable committed epoch and hand over its results; return
+        its manifest (None: there is none)."""
         d = self.driver
         manifest, notes = self.ckpt.latest()
         for note in notes:
@@ -101,6 +112,7 @@ class Epochs:
             for sid, values in batches:
                 d.cb.deliver(d.plan.steps[sid], values)
         d.cb.event(f"resuming from {describe(manifest)} in {self.ckpt.path}")
+        return manifest
 
     @property
     def committed_epoch(self) -> int:
@@ -135,6 +147,17 @@ class Epochs:
                     return None
                 self.cond.wait(0.1 if left is None else min(left, 0.1))
             return self.fired.pop(tid)
+
+    def request_rescale(self, rescale: Rescale) -> None:
+        """The next barrier carries ``rescale`` (see cluster/scaling.py)."""
+        with self.cond:
+            self.rescale = rescale
+            self.force = True
+
+    def grow(self, n: int) -> None:
+        """Joining workers: hold what they send too."""
+        for w in range(n):
+            self.uncommitted.setdefault(w, [])
 
     def request_final(self) -> int:
         """Make the next barrier the last: workers read no more after it. Returns its epoch."""
@@ -171,7 +194,7 @@ class Epochs:
             self.fired_here[tid] = self.fired_here.get(tid, 0) + n
         self.acked_batches[w] = self.uncommitted[w]
         self.uncommitted[w] = []
-        if len(self.acks) == self.driver.n:
+        if set(self.acks) >= self.expected:
             self._commit()
 
     def drive(self, now: float) -> None:
@@ -179,6 +202,9 @@ class Epochs:
         d = self.driver
         while self.notices:
             d.send_all(encode(Kind.COMMIT, self.notices.pop(0)))
+        if self.adopt_ready is not None:  # after the commit notices: leaving workers deliver
+            ready, self.adopt_ready = self.adopt_ready, None
+            d.scaler.on_acked(*ready)
         if not d.ready.is_set() or (self.thread is not None and self.thread.is_alive()):
             return
         if self.in_flight is None:
@@ -187,12 +213,15 @@ class Epochs:
                     self.epoch += 1
                     self.force = False
                     self.applying, self.queued = self.queued, []
-                    barrier = Barrier(self.epoch, self.applying, self.final)
+                    self.rescaling, self.rescale = self.rescale, None
+                    barrier = Barrier(self.epoch, self.applying, self.final, self.rescaling)
                 self.in_flight = self.epoch
                 self.epoch_started = now
                 self.acks = {}
                 self.acked_batches = {}
-                d.send_all(encode(Kind.CHECKPOINT, barrier))
+                n = max(d.n, self.rescaling.workers if self.rescaling else 0)
+                self.expected = frozenset(range(n))
+                d.send_all(encode(Kind.CHECKPOINT, barrier), upto=n)
         elif now - self.epoch_started > CHECKPOINT_TIMEOUT_S:
             d.cb.event(f"checkpoint {self.in_flight} did not complete in "
                        f"{CHECKPOINT_TIMEOUT_S:.0f}s: aborted, will retry")
@@ -202,13 +231,22 @@ class Epochs:
             self.in_flight = None
             self._requeue(rolled_back=False)
             self.next_at = now + self.interval
+            if self.rescaling is not None:
+                self.rescaling = None
+                d.scaler.fail(TimeoutError("the rescaling barrier did not align in "
+                                           f"{CHECKPOINT_TIMEOUT_S:.0f}s"))
 
     def _commit(self) -> None:
         """Every worker acknowledged: commit on a thread of its own (one commit at a
         time: in_flight stays set until it is done)."""
-        n = self.driver.n
-        batches = [b for w in range(n) for b in self.acked_batches[w]]
-        acks = [self.acks[w] for w in range(n)]
+        workers = sorted(self.expected)
+        batches = [b for w in workers for b in self.acked_batches[w]]
+        acks = [self.acks[w] for w in workers]
+        if not self.resilient:  # a rescaling epoch without checkpoints: hand over at once
+            rescaling, self.in_flight, self.rescaling = self.rescaling, None, None
+            if rescaling is not None:
+                self.driver.scaler.on_acked(self.epoch, acks)
+            return
         self.thread = threading.Thread(target=self._write, args=(self.in_flight, acks, batches),
                                        daemon=True, name="wallaroo_nb-commit")
         self.thread.start()
@@ -218,7 +256,10 @@ class Epochs:
         try:
             persisted = [(b[1], len(b[2]), b[3]) for b in batches
                          if b[0] is RESULTS and d.plan.steps[b[1]].sink.collects]
-            manifest = self.ckpt.commit(epoch, acks, persisted)
+            rs = self.rescaling
+            table = ({"workers": rs.workers, "owners": list(rs.owners), "version": rs.version}
+                     if rs is not None else d.table())
+            manifest = self.ckpt.commit(epoch, acks, persisted, table)
             for b in batches:  # before anyone hears of the commit
                 if b[0] is RESULTS:
                     d.deliver(b[1], b[2], b[4])
@@ -238,6 +279,8 @@ class Epochs:
             self.applying = []
             self.in_flight = None
             self.notices.append(epoch)
+            if self.rescaling is not None:
+                self.adopt_ready, self.rescaling = (epoch, acks), None
             self.cond.notify_all()
         self.next_at = time.monotonic() + self.interval
         d.wake()  # the I/O thread tells the workers (their exactly-once sinks deliver)

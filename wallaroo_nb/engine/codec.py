@@ -94,3 +94,23 @@ def dumps_by_value(obj: Any) -> bytes:
     buf = io.BytesIO()
     _Pickler(buf, protocol=5).dump(obj)
     return buf.getvalue()
+
+
+SAMPLE = 200  # keys pickled to estimate the size of a step's state
+
+
+def estimate_bytes(items: dict, as_plain: bool = True) -> int:
+    """About how many bytes ``items`` (key -> state) take pickled, from a sample."""
+    n = len(items)
+    if not n:
+        return 0
+    sample = []
+    for i, (k, v) in enumerate(items.items()):
+        if i >= SAMPLE:
+            break
+        sample.append((k, plain_state(v) if as_plain else v))
+    try:
+        size = len(dumps(sample))
+    except Exception:
+        return 0
+    return size * n // len(sample)

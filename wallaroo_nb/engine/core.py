@@ -78,20 +78,43 @@ class Core:
         self.me = me
         self.n = n_workers
         self.rt = rt = Runtime(plan, me, n_workers, on_error, metrics, owners)
+        self.assign = assign
         self.sources = {sp.id: SourceState(sp) for sp in plan.sources if me in assign[sp.id]}
         topo = plan.topology
-        if rt.track_wm:
-            chans = channels(plan, n_workers, assign)
-            rt.wm_tables = {sid: Table(chans[sid]) for sid in rt.wm_steps}
-        # local source -> watermark steps it feeds directly; watermark step -> those after it
-        self.wm_direct = {s: sorted(topo.source_reach[s] & rt.wm_steps) for s in self.sources}
         self.wm_down = {sid: sorted(topo.step_reach[sid] & rt.wm_steps) for sid in rt.wm_steps
                         if topo.step_reach[sid] & rt.wm_steps}
-        self.forwarded: dict = {}  # (step, source) -> watermark forwarded downstream
+        self.set_channels(assign, n_workers)
         self.aligner = Aligner(plan.topology, me, n_workers)
         self.epoch_positions: dict = {}
         self.remote: list = []
         self.wire()
+
+    def set_channels(self, assign: dict, n_workers: int) -> None:
+        """Watermark tables for these sources' workers: what each step heard on channels
+        that stay is kept, new channels start at -inf (the step's own watermark never goes
+        back); sources mark again from scratch, so every peer hears them."""
+        rt, topo = self.rt, self.plan.topology
+        self.assign = assign
+        if rt.track_wm:
+            chans = channels(self.plan, n_workers, assign)
+            old = rt.wm_tables
+            rt.wm_tables = {sid: Table(chans[sid], old.get(sid)) for sid in rt.wm_steps}
+        # local source -> watermark steps it feeds directly
+        self.wm_direct = {s: sorted(topo.source_reach[s] & rt.wm_steps) for s in self.sources}
+        self.forwarded: dict = {}  # (step, source) -> watermark forwarded downstream
+        for st in self.sources.values():
+            st.marked = {}
+
+    def resize(self, n_workers: int) -> None:
+        """Peers 0 .. n_workers - 1: more before a rescaling barrier (joining workers
+        take part), fewer after it (leaving ones are gone)."""
+        rt = self.rt
+        for per in (rt.pending, rt.pending_et, rt.pending_wm, rt.pending_w):
+            for lists in per.values():
+                lists.extend([] for _ in range(n_workers - len(lists)))
+        rt.out_groups.extend([] for _ in range(n_workers - len(rt.out_groups)))
+        self.n = n_workers
+        self.aligner.peers = frozenset(range(n_workers)) - {self.me}
 
     def wire(self) -> None:
         """Compile the steps into fused feeds (at start-up, and again when a hot reload

@@ -25,6 +25,7 @@ class Endpoints:
 
     def __init__(self, plan: Plan, me: int, core: Core, assign: dict, checkpoints: bool):
         self.me = me
+        self.checkpoints = checkpoints
         self.sinks: dict[int, Sink] = {}
         for step in plan.steps:
             if step.is_sink and not step.sink.to_driver:
@@ -74,6 +75,17 @@ class Endpoints:
         positions = {sid: src.position() for sid, src in self.sources.items()}
         self.uncommitted[epoch] = positions
         return positions
+
+    def add_source(self, sid: int, src: Source, core: Core) -> None:
+        """A source this worker runs from now on (a rescaling moved it here)."""
+        self.sources[sid] = src
+        self.named.append((core.sources[sid].name, src))
+
+    def close_source(self, sid: int) -> None:
+        """A source this worker no longer runs (a rescaling moved it away)."""
+        src = self.sources.pop(sid)
+        self.named = [(n, c) for n, c in self.named if c is not src]
+        _quietly(src.close)
 
     def seek(self, positions: dict) -> None:
         for sid, pos in positions.items():

@@ -5,10 +5,13 @@ plain, picklable data."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import socket
 from typing import Any, Protocol
 
-from ..protocol import SourceStatus, StateRows, Status
+from ..protocol import SourceStatus, StateRows, Status, WorkerInfo
+from .codec import SAMPLE, estimate_bytes
 from .core import Core
 from .transport import Transport
 
@@ -45,6 +48,19 @@ def op_status(w: Worker) -> Status:
     )
 
 
+def op_info(w: Worker) -> WorkerInfo:
+    """This worker's row of app.workers()."""
+    core = w.core
+    rt = core.rt
+    keys = sum(len(s) for s in rt.states.values()) + sum(len(r.keys()) for r in rt.windows.values())
+    size = sum(estimate_bytes(s) for s in rt.states.values())
+    size += sum(estimate_bytes(r.snapshot(r.keys()[:SAMPLE]), as_plain=False)
+                * max(1, len(r.keys())) // max(1, min(SAMPLE, len(r.keys())))
+                for r in rt.windows.values() if r.keys())
+    return WorkerInfo(w.me, os.getpid(), socket.gethostname(), rt.owners.count(w.me), keys, size,
+                      sum(st.count for st in core.sources.values()), sum(rt.sink_counts.values()))
+
+
 def op_state(w: Worker, step: str) -> StateRows:
     return w.core.state_rows(step)
 
@@ -60,4 +76,5 @@ def op_update(w: Worker, step: str, fn: bytes) -> str:
     return name
 
 
-OPS = {"status": op_status, "state": op_state, "trigger": op_trigger, "update": op_update}
+OPS = {"status": op_status, "state": op_state, "trigger": op_trigger, "update": op_update,
+       "info": op_info}

@@ -4,12 +4,13 @@ A snapshot holds, for every state step and window of this worker, the keys of
 each slot with their state (state objects as plain attribute dicts, see
 codec.py), each window's watermark and the state of exactly-once sinks. Slots
 make restore independent of who wrote them: a worker loads the slots it owns
-now from every snapshot file of the epoch.
+now from every snapshot file of the epoch, whatever the number of workers was,
+and a rescaling moves slots through the same files.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from .codec import dumps, from_plain_state, plain_state
 from .core import Core
@@ -44,28 +45,56 @@ def _by_slot(core: Core, items: Iterable) -> dict:
     return out
 
 
-def restore(core: Core, data: dict) -> dict:
-    """Load from one snapshot payload the keys of the slots this worker owns; return
-    what it holds for this worker's shell (sink states, applied trigger ids)."""
+def load_slots(core: Core, data: dict, slots: Optional[set] = None) -> None:
+    """Load from one snapshot payload the keys of ``slots`` (default: every slot this
+    worker owns), replacing what this worker holds for them."""
     rt = core.rt
     plan = core.plan
-    for step_name, slots in data["state"].items():
+    for step_name, by_slot in data["state"].items():
         step = plan.step_named(step_name)
         mine: dict = {}
-        for slot, entries in slots.items():
-            if rt.owners[slot] == core.me:
+        for slot, entries in by_slot.items():
+            if (rt.owners[slot] == core.me) if slots is None else (slot in slots):
                 mine.update(entries)
         if step.is_window:
             rt.windows[step.id].restore(mine)
         else:
             cls = step.state_cls
             rt.states[step.id].update((k, from_plain_state(cls, f)) for k, f in mine.items())
-    if data["worker"] != core.me:
-        return {}
-    # keys with nothing open keep no state: the step's own watermark is what stops a
-    # replayed message from reopening a window that already fired
-    for step_name, wm in data.get("watermarks", {}).items():
-        rt.windows[plan.step_named(step_name).id].on_watermark(wm)
+
+
+def drop_slots(core: Core, slots: set) -> None:
+    """Forget the keys of ``slots`` (they moved to another worker)."""
+    rt = core.rt
+    slot_of = rt.slot_cache.get
+    miss = rt.slot_miss
+
+    def gone(keys: Any) -> list:
+        return [k for k in keys if (slot_of(k) if slot_of(k) is not None else miss(k)) in slots]
+
+    for states in rt.states.values():
+        for k in gone(list(states)):
+            del states[k]
+    for runner in rt.windows.values():
+        runner.drop_keys(gone(runner.keys()))
+
+
+def apply_watermarks(core: Core, datas: list) -> None:
+    """Give every window step the watermark it had at the snapshot (the same on every
+    worker once the barriers aligned; the largest is taken): keys with nothing open keep
+    no state, so the step's own watermark is what stops a replayed message from
+    reopening a window that already fired."""
+    rt = core.rt
+    marks: dict = {}
+    for data in datas:
+        for step_name, wm in data.get("watermarks", {}).items():
+            marks[step_name] = max(wm, marks.get(step_name, wm))
+    for step_name, wm in marks.items():
+        rt.windows[core.plan.step_named(step_name).id].on_watermark(wm)
+
+
+def shell_state(data: dict) -> dict:
+    """What a snapshot holds for its worker's shell: sink states, applied trigger ids."""
     return {"sinks": data.get("sinks", {}), "triggers": data.get("triggers", [])}
 
 

@@ -67,7 +67,7 @@ class Transport:
         self.zctx = zctx
         self.me = me
         self.ctl = ctl
-        self.keys = keys
+        self.keys = keys  # the app's CurveZMQ keys on a cluster (security.py), else None
         self.data_in = zctx.socket(zmq.PULL)
         self.data_in.setsockopt(zmq.RCVHWM, HWM)
         security.server(self.data_in, keys)
@@ -80,20 +80,22 @@ class Transport:
         self.sent: list = []  # frames sent to each peer
         self.recv: list = []  # frames received from each peer
         self.results_sent = 0
-        self.generation = 0  # mine, stamped on every frame (protocol.pack_frame)
-        self.generations: list = []  # each peer's, as the driver named it: older is dropped
-        self.fenced = 0  # frames dropped for coming from an older generation
+        self.era = 0  # frames of another era are dropped (a rollback began a new one)
 
-    def set_peers(self, addrs: list, generations: Optional[list] = None) -> None:
+    def reset(self, era: int) -> None:
+        """A rollback: what waits to be sent belongs to the void era; counters restart."""
+        self.era = era
+        for q in self.outbox:
+            q.clear()
+        self.driver_out.clear()
+        self.sent = [0] * len(self.sent)
+        self.recv = [0] * len(self.recv)
+        self.results_sent = 0
+
+    def set_peers(self, addrs: list) -> None:
         """Connect to the peers' data sockets (``addrs``: worker id -> address, None for
-        none); sockets to peers that went or moved are closed, counters kept.
-        ``generations``: worker id -> its engine's generation (frames from older ones
-        are dropped)."""
+        none); sockets to peers that went or moved are closed, counters kept."""
         n = len(addrs)
-        gens = list(generations) if generations is not None else [0] * n
-        self.generations = gens + [0] * (len(self.peers) - n)
-        if self.me < len(gens):
-            self.generation = gens[self.me]
         grow = n - len(self.peers)
         if grow > 0:
             self.peers += [None] * grow
@@ -162,7 +164,7 @@ class Transport:
             sock = self.peers[w]
             while q and sock is not None:
                 try:
-                    sock.send(pack_frame(self.me, q[0], self.generation), NOBLOCK)
+                    sock.send(pack_frame(self.era, self.me, q[0]), NOBLOCK)
                 except zmq.Again:
                     break
                 q.popleft()
@@ -186,9 +188,8 @@ class Transport:
                 frame = self.data_in.recv(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
-            sender, groups, generation = unpack_frame(frame)
-            if generation < self.generations[sender]:
-                self.fenced += 1  # an engine of a replaced generation: it has no say
-                continue
+            era, sender, groups = unpack_frame(frame)
+            if era != self.era:
+                continue  # sent before a rollback: void
             self.recv[sender] += 1
             yield sender, groups

@@ -47,10 +47,16 @@ class Table:
 
     __slots__ = ("heard", "current", "by_source")
 
-    def __init__(self, chans: dict):
+    def __init__(self, chans: dict, before: Optional["Table"] = None):
         self.heard = {src: dict.fromkeys(ws, NEG_INF) for src, ws in chans.items()}
         self.by_source = dict.fromkeys(chans, NEG_INF)
         self.current = NEG_INF if chans else math.inf
+        if before is not None:  # channels that stay keep what they heard (rescaling)
+            for src, per in self.heard.items():
+                for ch in per:
+                    per[ch] = before.heard.get(src, {}).get(ch, NEG_INF)
+                self.by_source[src] = min(per.values())
+            self.current = max(self.current, before.current)
 
     def observe(self, src: int, channel: int, wm: float) -> Optional[float]:
         """Note a watermark; return the step's new watermark if it went up, else None."""

@@ -13,18 +13,16 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import pickle
 import sys
 import time
 import traceback
-from typing import Any, Optional
+from typing import Optional
 
 import zmq
 
 from .. import security
 from ..protocol import (
     Barrier,
-    EpochAck,
     Hello,
     Kind,
     Ready,
@@ -34,13 +32,12 @@ from ..protocol import (
     decode,
     encode,
 )
-from . import snapshots
 from .core import Core
 from .endpoints import TURN_BUDGET_S, Endpoints
-from .epochs import read_checked, write_atomic
 from .ops import OPS
 from .transport import HWM, Transport
 from .watchdog import Watchdog
+from .worker_epochs import WorkerEpochs
 
 FRAMES_PER_TURN = 16  # max peer frames handled per loop turn (fairness with sources)
 IDLE_POLL_MS = 100
@@ -49,7 +46,7 @@ DRIVER_SILENCE_S = 10.0  # no word from the driver this long: it is gone
 NO_START_EXIT = 5  # the exit code of an engine that never got its start record
 
 
-class Worker:
+class Worker(WorkerEpochs):
     """One worker process: its sockets, its live sources and sinks, and the Core.
 
     Life: ``handshake`` (hello -> Start), ``setup`` (core, connectors, sockets,
@@ -79,6 +76,7 @@ class Worker:
         self.barrier: Optional[Barrier] = None  # of the epoch in flight
         self.draining = False  # a final barrier passed: read no more
         self.applied: set = set()  # ids of the triggers applied here (checkpointed)
+        self.acked: Optional[int] = None  # a rescaling epoch acknowledged, awaiting ADOPT
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -102,15 +100,17 @@ class Worker:
 
     def setup(self, start: Start) -> None:
         plan = start.plan
+        self.start = start
         self.watchdog.start(plan)
         self.n = n = start.workers
         self.core = core = Core(plan, self.me, n, start.assign, start.owners, start.on_error,
                                 start.metrics)
         self.ckpt_dir = start.checkpoint_dir
-        self.io = Endpoints(plan, self.me, core, start.assign, bool(self.ckpt_dir))
+        self.io = Endpoints(plan, self.me, core, start.assign, start.resilience)
         if start.restore is not None:
             self.restore(start.restore)
         self.connect(start.data_bind)
+        self.net.era = start.era
 
     def connect(self, bind: str) -> None:
         """The data plane, and three pollers: while sources are paused their
@@ -129,16 +129,6 @@ class Worker:
             for fd in src.fds():
                 self.poller.register(fd, zmq.POLLIN)
 
-    def restore(self, r: Any) -> None:
-        """Load the slots this worker owns from every snapshot of the epoch; rewind."""
-        core = self.core
-        for name, sha in r.files.items():
-            data = pickle.loads(read_checked(os.path.join(r.dir, name), sha))
-            mine = snapshots.restore(core, data)
-            self.io.restore_sinks(mine.get("sinks", {}))
-            self.applied.update(mine.get("triggers", ()))
-        self.io.seek(snapshots.rewind(core, r.positions))
-
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -148,11 +138,11 @@ class Worker:
         gc.freeze()
         self.ctl.send_multipart(encode(Kind.READY, Ready(self.net.address)))
         self.wait_go()
-        core = self.core
         next_check = time.monotonic() + PARENT_CHECK_S
         watchdog = self.watchdog
         while not self.stopping:
             watchdog.turns += 1
+            core = self.core  # a rollback makes a new one
             sinks_ready = self.io.ready()
             reading = (sinks_ready and not core.rt.halted and self.net.room()
                        and not core.aligner.active and not self.draining)
@@ -160,6 +150,8 @@ class Worker:
                                       if sinks_ready else self.poller_blocked)
             if self.ctl in events:
                 self.handle_control()
+                if self.core is not core:
+                    continue  # rolled back: a new core, a new era; start the turn again
             if self.net.data_in in events:
                 self.handle_frames()
             now = time.monotonic()
@@ -182,8 +174,7 @@ class Worker:
             if kind == Kind.GO:
                 return
             if kind == Kind.PEERS:
-                peers = decode(kind, rest)
-                self.net.set_peers(peers.addrs, peers.generations)
+                self.net.set_peers(decode(kind, rest).addrs)
             if kind == Kind.STOP:
                 self.stopping = True
                 self.shutdown()
@@ -216,8 +207,7 @@ class Worker:
         deadline = time.perf_counter() + TURN_BUDGET_S
         for sender, groups in self.net.frames(FRAMES_PER_TURN):
             core.receive(sender, groups)
-            if core.epoch_ready:
-                self.complete_epoch()
+            self.check_epoch()
             if time.perf_counter() > deadline:
                 return  # slow steps: answer the driver before the next frame
 
@@ -238,36 +228,6 @@ class Worker:
         if delta["hist"] or delta["events"]:
             self.net.to_driver(encode(Kind.METRICS, (delta["hist"], delta["events"])))
 
-    # -- checkpoints ---------------------------------------------------------------------------
-
-    def begin_epoch(self, barrier: Barrier) -> None:
-        """The barrier enters here: sources stop at this chunk boundary (for good if it
-        is the final one of a stopping app)."""
-        positions = self.io.positions(barrier.epoch)
-        self.barrier = barrier
-        self.draining = self.draining or barrier.final
-        self.core.begin_epoch(barrier.epoch, positions)
-        if self.core.epoch_ready:
-            self.complete_epoch()
-
-    def complete_epoch(self) -> None:
-        """Every barrier is aligned: snapshot, acknowledge, then go on with what was held."""
-        core = self.core
-        epoch = core.aligner.epoch
-        # "close window" clicks of this epoch, at the same cut on every worker
-        fired = {t.id: core.trigger(t.step, t.key) for t in self.barrier.triggers
-                 if t.id not in self.applied}
-        self.applied.update(fired)
-        self.flush()  # outputs of the epoch reach sinks and the driver before the ack
-        self.send_metrics()  # and so do its counters: the driver counts them at the commit
-        sinks = self.io.sink_states(epoch)
-        payload = snapshots.snapshot(core, epoch, sinks, sorted(self.applied))
-        name = f"epoch-{epoch}-worker-{self.me}.ckpt"
-        sha = write_atomic(os.path.join(self.ckpt_dir, name), payload)
-        ack = EpochAck(epoch, self.me, name, sha, len(payload), core.epoch_positions, fired)
-        self.net.to_driver(encode(Kind.ACK, ack))
-        core.finish_epoch()
-
     # -- control ---------------------------------------------------------------------------
 
     def handle_control(self) -> None:
@@ -285,6 +245,12 @@ class Worker:
                 self.io.on_commit(decode(kind, rest))
             elif kind == Kind.ABORT:
                 self.core.abort_epoch(decode(kind, rest))
+            elif kind == Kind.ADOPT:
+                self.adopt(decode(kind, rest))
+            elif kind == Kind.PEERS:
+                self.net.set_peers(decode(kind, rest).addrs)
+            elif kind == Kind.ROLLBACK:
+                self.rollback(decode(kind, rest))
             elif kind == Kind.STOP:
                 self.stopping = True
                 return
