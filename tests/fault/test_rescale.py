@@ -174,3 +174,35 @@ def test_scale_refuses_to_move_a_source_that_cannot_replay(start):
     assert len(app.pids) == 2
     with pytest.raises(ValueError, match="positive number of workers"):
         app.scale(0)
+
+
+@pytest.mark.parametrize("first,then", [(2, 3), (3, 1)])
+def test_resume_with_another_number_of_workers(start, tmp_path, first, then):
+    """stop() commits; resume=True on more or fewer workers goes on exactly, keyed state
+    and open range windows (with their step's watermark) included."""
+    ckpt = str(tmp_path / "ckpt")
+    src = w.IterableSourceConfig("timed", timed_events(), rate=40_000, event_time=lambda e: e[2])
+    got: dict = {"sum": [], "range": []}
+    app_def = w.build_application(
+        "resumed",
+        w.source("sum", src).key_by(first_key).to(running_sum)
+        .to_sink(w.CallbackSinkConfig(got["sum"].extend, "sum")),
+        w.source("range", src).key_by(first_key).to(w.range_windows(w.milliseconds(20))
+                                                    .over(Sum(value)))
+        .to_sink(w.CallbackSinkConfig(got["range"].extend, "range")))
+    w.testing.run_local(app_def)
+    expected = {name: per_key(outs) for name, outs in got.items()}
+    for outs in got.values():
+        outs.clear()
+    app = start(app_def, workers=first, resilience=True, checkpoint_dir=ckpt,
+                checkpoint_interval=0.3)
+    read_at_least(app, TIMED_N // 2)
+    app.stop()
+    again = start(app_def, workers=then, checkpoint_dir=ckpt, resume=True)
+    again.wait(timeout=120)
+    for name in got:
+        assert per_key(got[name]) == expected[name], name
+
+
+def first_key(e):
+    return e[0]

@@ -91,9 +91,14 @@ class Recovery:
         dead = self.procs.newly_exited()
         if dead is not None:
             w, pid, code = dead
+            gen = self.procs.generation_of(w)
+            self._drain_router()  # a worker that crashed said why just before it went
+            if self.stop_requested or self.procs.generation_of(w) != gen:
+                return  # its crash report failed the app or already restarted it
             self._lost(w, f"worker {w} (pid {pid}) exited with code {code}")
 
     # provided by driver.Driver
     def _send(self, w: int, frames: list) -> None: ...
     def _start_generation(self) -> None: ...
     def _begin_era(self) -> None: ...
+    def _drain_router(self) -> None: ...

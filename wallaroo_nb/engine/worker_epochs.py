@@ -74,7 +74,12 @@ class WorkerEpochs:
         self.flush()  # outputs of the epoch reach sinks and the driver before the ack
         self.send_metrics()  # and so do its counters: the driver counts them at the commit
         sinks = self.io.sink_states(epoch)
-        payload = snapshots.snapshot(core, epoch, sinks, sorted(self.applied))
+        rs = self.barrier.rescale
+        moving = None  # without checkpoints a rescaling writes only the slots that leave
+        if rs is not None and not self.start.resilience:
+            moving = {s for s, (a, b) in enumerate(zip(core.rt.owners, rs.owners))
+                      if a == self.me and b != self.me}
+        payload = snapshots.snapshot(core, epoch, sinks, sorted(self.applied), moving)
         name = f"epoch-{epoch}-worker-{self.me}.ckpt"
         sha = write_atomic(os.path.join(self.ckpt_dir, name), payload)
         ack = EpochAck(epoch, self.me, name, sha, len(payload), core.epoch_positions, fired)
