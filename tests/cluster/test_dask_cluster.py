@@ -88,10 +88,11 @@ def _our_engine(p: psutil.Process) -> bool:
 
 @pytest.fixture
 def on_cluster(start, client):
-    """on_cluster(pipeline, **kw) -> App on the Dask cluster, two engines; stopped at the end."""
-    def _start(p, **kw):
+    """on_cluster(pipeline, **kw) -> App on the Dask cluster, two engines unless told;
+    stopped at the end."""
+    def _start(p, workers=2, **kw):
         client.wait_for_workers(len(HOSTS), timeout=60)  # a killed worker has come back
-        app = start(p, workers=2, cluster=client, **kw)
+        app = start(p, workers=workers, cluster=client, **kw)
         DRIVERS.append(app._driver.addr)
         return app
     return _start
@@ -350,6 +351,23 @@ def test_an_engine_started_again_late_is_fenced_out(on_cluster, client, tmp_path
         assert late.result(timeout=30) == NO_START_EXIT  # it never joined, and left
     finally:
         late.cancel()
+
+
+def test_grow_and_shrink_on_the_cluster(on_cluster, client, tmp_path):
+    """app.scale() places the joining engine on the free Dask worker; the moved slots'
+    state goes through checkpoint_dir (shared); outputs exact."""
+    events = sum_events(60_000)
+    app = on_cluster(sums(events, rate=20_000), workers=1, checkpoint_dir=str(tmp_path))
+    app.wait(count=15_000, timeout=60)
+    app.scale(2)
+    assert any(f.startswith("epoch-") for f in os.listdir(tmp_path))  # the handover's files
+    assert set(app.workers()["dask_worker"]) == set(client.scheduler_info(n_workers=-1)["workers"])
+    app.wait(count=35_000, timeout=60)
+    app.scale(1)
+    app.wait(timeout=60)
+    expected, totals = sum_reference(events)
+    assert per_key(app.results()) == expected
+    assert len(app.workers()) == 1
 
 
 def test_a_cancelled_engine_task_stops_its_engine_and_the_app(on_cluster):

@@ -121,8 +121,9 @@ class Driver(Recovery):
         self.place = Placement(plan, n_workers)  # the slot table, the sources' workers
         self.scaler = Scaler(self)
         # epochs always: without resilience the only ones are rescalings (their files
-        # hand slots over, in the run directory)
-        path = opts.checkpoint_dir if opts.resilience and opts.checkpoint_dir else \
+        # hand slots over, in the run directory; on a cluster in checkpoint_dir, shared)
+        shared = opts.resilience or opts.launcher is not None
+        path = opts.checkpoint_dir if shared and opts.checkpoint_dir else \
             os.path.join(self.rundir, "checkpoints" if opts.resilience else "handoff")
         self.epochs = Epochs(self, path, opts.checkpoint_interval, opts.resilience)
         if opts.resume:

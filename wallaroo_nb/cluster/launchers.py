@@ -123,8 +123,8 @@ def launcher_for(cluster: Any, driver_address: Optional[str], workers: int,
     except ImportError as e:  # pragma: no cover - wallaroo_nb[dask] not installed
         raise ImportError(f"cluster= needs Dask: pip install 'wallaroo_nb[dask]' ({e})") from e
     launcher = DaskLauncher(cluster, driver_address)
-    try:
-        launcher.prepare(workers, checkpoint_dir if resilience else None)
+    try:  # (without resilience checkpoint_dir still carries state when app.scale() runs)
+        launcher.prepare(workers, checkpoint_dir)
     except BaseException:
         launcher.close()
         raise
