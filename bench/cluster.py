@@ -2,9 +2,11 @@
 
 The pipelines are bench/throughput.py's (keyed running sum, every output collected in
 the driver) and bench/latency.py's (paced source, key_by, state step, a sink on the
-worker and a callback in the driver). The Dask cluster is a LocalCluster of worker
-processes on this machine, one at 127.0.0.2 and one at 127.0.0.3, so engines bind
-there and every socket is tcp:// with CURVE, as between machines (minus the wire).
+worker and a callback in the driver). The Dask cluster runs on this machine as it
+would elsewhere: `dask scheduler` and two `dask worker` processes (with their
+nannies), one at 127.0.0.2 and one at 127.0.0.3, so engines bind there and every
+socket is tcp:// with CURVE, as between machines (minus the wire); this process only
+has a Client (a LocalCluster would run the scheduler in here, beside the driver).
 Runs alternate between the two launchers so that drift on a noisy machine hits both.
 Also printed: one bare ZeroMQ hop between two processes over ipc:// and over tcp://
 with CURVE (a DEALER to a ROUTER, paced), which is what the engines pay per message.
@@ -17,32 +19,60 @@ Target (issue 16): Dask throughput >= 0.8x local, p50 latency <= local + 50 µs.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import cloudpickle  # noqa: E402
 import latency  # noqa: E402
 import throughput  # noqa: E402
-from distributed import Client, LocalCluster  # noqa: E402
+from distributed import Client  # noqa: E402
+
+# the Dask workers cannot import bench/'s modules: their pipelines travel by value
+cloudpickle.register_pickle_by_value(throughput)
+cloudpickle.register_pickle_by_value(latency)
 
 HOSTS = ("127.0.0.2", "127.0.0.3")
 
 
-def dask_cluster() -> tuple:
-    """(cluster, client): one Dask worker process per loopback host, one thread each."""
-    cluster = LocalCluster(n_workers=0, processes=True, threads_per_worker=1,
-                           host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                           silence_logs=logging.ERROR)
-    client = Client(cluster)
-    for i, host in enumerate(HOSTS):
-        cluster.new_spec["options"]["host"] = host
-        cluster.scale(i + 1)
-        client.wait_for_workers(i + 1, timeout=60)
-    return cluster, client
+@contextmanager
+def dask_cluster():
+    """A Client of a Dask cluster of its own processes: `dask scheduler` at 127.0.0.1,
+    one `dask worker` (one thread) per loopback host; all stopped at the end."""
+    folder = tempfile.mkdtemp(prefix="bench-dask-")
+    sched_file = os.path.join(folder, "scheduler.json")
+    dask = [sys.executable, "-m", "dask"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen(dask + ["scheduler", "--host", "127.0.0.1", "--port", "0",
+                                      "--dashboard-address", "127.0.0.1:0",
+                                      "--scheduler-file", sched_file], **quiet)]
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(sched_file) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for host in HOSTS:
+            procs.append(subprocess.Popen(dask + [
+                "worker", "--scheduler-file", sched_file, "--host", host, "--nthreads", "1",
+                "--dashboard-address", f"{host}:0"], **quiet))
+        with Client(scheduler_file=sched_file) as client:
+            client.wait_for_workers(len(HOSTS), timeout=60)
+            yield client
+    finally:
+        for p in reversed(procs):  # workers (and their nannies) first, then the scheduler
+            p.terminate()
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        for name in os.listdir(folder):
+            os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)
 
 
 CURVE_RECEIVER = """
@@ -135,8 +165,7 @@ def main() -> None:
     a = ap.parse_args()
     print(f"2 engines, local launcher (ipc://) vs Dask launcher (tcp:// + CurveZMQ, Dask "
           f"workers at {' and '.join(HOSTS)}); load average {os.getloadavg()[0]:.2f} at start")
-    cluster, client = dask_cluster()
-    try:
+    with dask_cluster() as client:
         events = throughput.make_events(a.events, a.keys)
         tp = measure_throughput(events, a.repeat, client)
         print(f"throughput, keyed running sum, {a.events:,} events (best of {a.repeat}):")
@@ -158,9 +187,6 @@ def main() -> None:
         for where in ("sink", "driver"):
             d = lat["dask"][where]["p50_us"] - lat["local"][where]["p50_us"]
             print(f"  p50 dask - local, read -> {where}: {d:+.1f} µs   (target <= +50)")
-    finally:
-        client.close()
-        cluster.close()
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 
