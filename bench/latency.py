@@ -148,8 +148,9 @@ def count(msg, st):
     return msg
 
 
-def run_once(rate: float, seconds: float, workers: int) -> dict:
-    """Run one paced app to the end: the driver arrivals, the engine's row, run-queue waits."""
+def run_once(rate: float, seconds: float, workers: int, **run_kw) -> dict:
+    """Run one paced app to the end: the driver arrivals, the engine's row, run-queue waits.
+    ``run_kw`` goes to w.run (bench/cluster.py passes cluster=)."""
     n = int(rate * seconds)
     arrivals: list = []  # (driver arrival ns, batch): cheap in the driver's I/O thread
     got = [0]
@@ -164,7 +165,7 @@ def run_once(rate: float, seconds: float, workers: int) -> dict:
     p = (w.source("latency", StampedSourceConfig(n, rate)).key_by(key_of).to(count)
          .to_sinks([StampSinkConfig(os.path.join(stamps, "sink-{worker}")),
                     w.CallbackSinkConfig(note)]))
-    with w.run(p, workers=workers) as app:
+    with w.run(p, workers=workers, **run_kw) as app:
         app._driver.ready.wait(60)
         pids = [*app.pids, os.getpid()]
         before = [run_queue_ns(pid) for pid in pids]

@@ -68,9 +68,10 @@ def worker_cpu(app: w.App) -> float:
     return sum(sum(psutil.Process(p).cpu_times()[:2]) for p in app.pids)
 
 
-def engine(events: list, workers: int, metrics: bool = True) -> tuple[float, float]:
+def engine(events: list, workers: int, metrics: bool = True, **run_kw) -> tuple[float, float]:
     """(events/s, worker CPU ns per event), timed from the workers being up to the
-    last output reaching the driver callback."""
+    last output reaching the driver callback; ``run_kw`` goes to w.run
+    (bench/cluster.py passes cluster=)."""
     got = [0]
 
     def count(batch: list) -> None:  # runs in the driver's I/O thread
@@ -79,7 +80,7 @@ def engine(events: list, workers: int, metrics: bool = True) -> tuple[float, flo
     p = (w.source("sum", w.IterableSourceConfig("events", events))
          .key_by(first).to(add).to_sink(w.CallbackSinkConfig(count)))
     n = len(events)
-    with w.run(p, workers=workers, metrics=metrics) as app:
+    with w.run(p, workers=workers, metrics=metrics, **run_kw) as app:
         app._driver.ready.wait(60)  # count from the moment workers are up, not spawn time
         c = worker_cpu(app)
         t = time.perf_counter()

@@ -71,6 +71,8 @@ class Kind:
 @dataclass(frozen=True)
 class Hello:
     pid: int
+    host: str = ""  # where the engine binds (its Dask worker's host); "" on this machine
+    dask_worker: str = ""  # the address of the Dask worker whose task started it, if any
 
 
 @dataclass(frozen=True)

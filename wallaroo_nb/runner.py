@@ -98,6 +98,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint interval in nanoseconds (default 1s)")
     p.add_argument("--resume", action="store_true",
                    help="resume from the last checkpoint in --resilience-dir")
+    p.add_argument("--cluster", metavar="SCHEDULER_ADDRESS",
+                   help="run the engines on this Dask cluster (tcp:// with CurveZMQ; "
+                        "needs wallaroo_nb[dask]; docs/cluster.md)")
+    p.add_argument("--driver-address", metavar="HOST[:PORT]",
+                   help="with --cluster: where engines reach this process (default: this "
+                        "machine's address towards the scheduler)")
     ignored = p.add_argument_group("Wallaroo options accepted and ignored")
     for flags, takes_value in IGNORED_FLAGS:
         kw: dict = {"metavar": "X"} if takes_value else {"action": "store_true"}
@@ -122,6 +128,11 @@ def check_args(args: argparse.Namespace) -> Optional[str]:
         return "--time-between-checkpoints must be a positive number of nanoseconds"
     if args.resume and not args.resilience_dir:
         return "--resume needs the --resilience-dir of the run to resume"
+    if args.driver_address and not args.cluster:
+        return "--driver-address is where engines on a Dask cluster reach the driver: it needs --cluster"
+    if args.cluster and (args.run_with_resilience or args.resume) and not args.resilience_dir:
+        return ("--cluster with --run-with-resilience needs --resilience-dir: a directory "
+                "the driver and every Dask worker share")
     if args.status_interval < 0:
         return "--status-interval must be >= 0"
     return None
@@ -359,14 +370,21 @@ def run_application(application: Any, args: argparse.Namespace, log: Log = _log)
             app = run(application, workers=args.workers, on_error=args.on_error,
                       resilience=resilience, checkpoint_dir=args.resilience_dir,
                       checkpoint_interval=args.time_between_checkpoints / 1e9,
-                      resume=args.resume, metrics_port=args.metrics_port)
+                      resume=args.resume, metrics_port=args.metrics_port,
+                      cluster=args.cluster, driver_address=args.driver_address)
         except Exception as e:
             log(f"wallaroo-nb run: cannot start the application: {type(e).__name__}: {e}")
             return 2
         stops = [app.stop]
         try:
-            log(f"running {app.name!r} on {app.worker_count} worker(s): "
-                f"pids {' '.join(str(p) for p in app.pids)}")
+            if args.cluster:
+                info = app.status()
+                log(f"running {app.name!r} on {app.worker_count} engine(s) on the Dask "
+                    f"cluster at {info['dask_scheduler']} (dashboard {info['dask_dashboard']}), "
+                    f"driver at {info['driver_address']}")
+            else:
+                log(f"running {app.name!r} on {app.worker_count} worker(s): "
+                    f"pids {' '.join(str(p) for p in app.pids)}")
             if app.metrics_url:
                 log(f"Prometheus metrics at {app.metrics_url}")
             if args.external:

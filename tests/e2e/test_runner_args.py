@@ -111,6 +111,9 @@ def test_other_subcommands_reject_unknown_arguments(capsys):
     (["--workers", "0"], "--workers must be >= 1"),
     (["--resume"], "--resume needs the --resilience-dir"),
     (["--time-between-checkpoints", "0"], "positive number of nanoseconds"),
+    (["--driver-address", "10.0.0.1"], "--driver-address is where engines on a Dask cluster"),
+    (["--cluster", "tcp://10.0.0.9:8786", "--run-with-resilience"],
+     "--cluster with --run-with-resilience needs --resilience-dir"),
 ])
 def test_bad_runner_options_are_named(argv, problem):
     args = parse(["run", "--application-module", "m"] + argv)

@@ -106,3 +106,12 @@ def test_reported_alive_count_and_escaping():
     text = summary_html(status, pd.DataFrame())
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert overview(text)["workers alive"] == "1 of 2"
+
+
+def test_an_app_on_a_dask_cluster_links_its_dashboard():
+    on_dask = dict(RUNNING, dask_dashboard="http://127.0.0.1:8787/status?a=1&b=2",
+                   dask_scheduler="tcp://127.0.0.1:8786")
+    html = summary_html(on_dask, None)
+    assert "href='http://127.0.0.1:8787/status?a=1&amp;b=2'" in html
+    assert "scheduler tcp://127.0.0.1:8786" in html and "Dask dashboard" in html
+    assert "Dask" not in summary_html(RUNNING, None)  # local engines: no such line

@@ -21,6 +21,7 @@ from ..plan import Plan
 from ..protocol import Status
 from .driver import Callbacks, Driver, Options
 from .elastic import Elastic
+from .launchers import launcher_for
 from .live_views import LiveViews
 from .metrics_views import MetricsViews
 from .state import committed_parts, state_frame
@@ -356,7 +357,7 @@ class App(MetricsViews, Elastic, LiveViews):
                 "recoveries": self._events.recoveries,
                 "busy": [{"worker": w, "step": b.step, "key": b.key, "seconds": b.seconds}
                          for w, b in self._driver.busy()],
-                "uptime_s": round(time.time() - self._t0, 1)}
+                "uptime_s": round(time.time() - self._t0, 1), **self._driver.launcher.info()}
         info.update(self._last_counts)
         if not self.running:
             return info
@@ -401,7 +402,8 @@ def _freeze_once() -> None:
 def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record",
         metrics: bool = True, resilience: bool = False, checkpoint_dir: Optional[str] = None,
         checkpoint_interval: float = 1.0, resume: bool = False,
-        step_timeout: Optional[float] = None, metrics_port: Optional[int] = None) -> App:
+        step_timeout: Optional[float] = None, metrics_port: Optional[int] = None,
+        cluster: Any = None, driver_address: Optional[str] = None) -> App:
     """Start ``application`` (or a Pipeline ending in a sink) on ``workers`` processes.
 
     With ``resilience`` the app checkpoints every ``checkpoint_interval`` seconds
@@ -409,7 +411,10 @@ def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record"
     last committed checkpoint there (after a driver restart). A step may take as long
     as it takes; ``step_timeout`` (seconds) stops the app, naming the step and the
     key, when one message takes longer. ``metrics_port`` serves the metrics for
-    Prometheus at http://127.0.0.1:PORT/metrics (0: any free port; see app.metrics_url)."""
+    Prometheus at http://127.0.0.1:PORT/metrics (0: any free port; see app.metrics_url).
+    ``cluster`` (a dask.distributed Client, a Dask cluster or a scheduler address) runs
+    the engines on that Dask cluster, linked by ZeroMQ over tcp:// with CurveZMQ;
+    ``driver_address`` ("HOST[:PORT]") is where they reach this process (docs/cluster.md)."""
     if isinstance(application, Pipeline):
         application = build_application("app", application)
     if not isinstance(application, Plan):
@@ -427,10 +432,12 @@ def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record"
                                          and step_timeout > 0):
         raise ValueError(f"step_timeout must be a positive number of seconds or None, "
                          f"got {step_timeout!r}")
+    launcher = launcher_for(cluster, driver_address, workers, resilience or resume,
+                            checkpoint_dir)
     opts = Options(on_error=on_error, metrics=metrics, resilience=resilience or resume,
                    checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
                    resume=resume, wallaroo_alias=_wallaroo_alias_active(),
-                   step_timeout=step_timeout, metrics_port=metrics_port)
+                   step_timeout=step_timeout, metrics_port=metrics_port, launcher=launcher)
     _freeze_once()
     return App(application, workers, opts)
 

@@ -42,6 +42,7 @@ from ..protocol import (
 )
 from .checkpoints import describe
 from .epochs import ERRORS, METRICS, RESULTS, Epochs
+from .launchers import Launcher, LocalLauncher
 from .placement import Placement
 from .processes import WorkerProcesses
 from .recovery import Recovery
@@ -67,6 +68,7 @@ class Options:
     wallaroo_alias: bool = False
     step_timeout: Optional[float] = None  # seconds one message may take; None: no limit
     metrics_port: Optional[int] = None  # serve Prometheus metrics here (0: any free port)
+    launcher: Optional[Launcher] = None  # where engines run (launchers.py); None: here
 
 
 @dataclass
@@ -91,13 +93,13 @@ class Driver(Recovery):
         self.rundir = tempfile.mkdtemp(prefix="wallaroo_nb-")
         os.chmod(self.rundir, 0o700)  # ipc sockets carry pickles: owner only
         self.zctx = zmq.Context()
+        self.launcher = opts.launcher or LocalLauncher()
         self.router = self.zctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         # bounded: a driver that cannot keep up makes workers wait (their sends return
         # EAGAIN, their outboxes fill, their sources pause) instead of growing here
         self.router.setsockopt(zmq.RCVHWM, ROUTER_HWM)
-        self.addr = f"ipc://{self.rundir}/driver.sock"
-        self.router.bind(self.addr)
+        self.addr = self.launcher.bind_driver(self.router, self.rundir)  # (CURVE: its keys)
         self.wake_addr = f"inproc://wake-{id(self)}"
         self.wake_rx = self.zctx.socket(zmq.PAIR)
         self.wake_rx.bind(self.wake_addr)
@@ -113,14 +115,15 @@ class Driver(Recovery):
         self.recoveries: list = []  # monotonic times of recoveries
         self.recovery_started = 0.0
         self.rolling: set = set()  # workers rolling back: their messages until READY are void
-        self.procs = WorkerProcesses(self.addr, n_workers, opts.wallaroo_alias)
+        self.procs = WorkerProcesses(self.addr, n_workers, opts.wallaroo_alias, self.launcher)
         self.visible = SharedRecorder()  # results' latency to the driver (see deliver)
         self.resilient = opts.resilience
         self.place = Placement(plan, n_workers)  # the slot table, the sources' workers
         self.scaler = Scaler(self)
         # epochs always: without resilience the only ones are rescalings (their files
-        # hand slots over, in the run directory)
-        path = opts.checkpoint_dir if opts.resilience and opts.checkpoint_dir else \
+        # hand slots over, in the run directory; on a cluster in checkpoint_dir, shared)
+        shared = opts.resilience or opts.launcher is not None
+        path = opts.checkpoint_dir if shared and opts.checkpoint_dir else \
             os.path.join(self.rundir, "checkpoints" if opts.resilience else "handoff")
         self.epochs = Epochs(self, path, opts.checkpoint_interval, opts.resilience)
         if opts.resume:
@@ -167,7 +170,7 @@ class Driver(Recovery):
         restore = None
         if w < self.n and self.epochs.committed is not None:  # joining workers start empty
             restore = self.epochs.ckpt.restore_info(self.epochs.committed)
-        bind = f"ipc://{self.rundir}/w{w}.g{self.generation}.data"
+        bind = self.launcher.data_bind(self.rundir, w, self.generation, self.procs.procs[w].host)
         workers = max(self.n, len(self.data_addrs))
         place = self.place
         return Start(worker_plan(self.plan, w, place.assign), workers, place.assign,
@@ -233,6 +236,7 @@ class Driver(Recovery):
             self.wake()
             self.thread.join(STOP_GRACE_S + 5)
         self.procs.reap(kill=True)
+        self.launcher.close()  # before the context goes (its ZAP handler lives there)
         if not self.thread.is_alive():
             with self.wake_lock:
                 self.wake_tx.close(0)
@@ -333,6 +337,8 @@ class Driver(Recovery):
     # -- what workers send ----------------------------------------------------------------------
 
     def _on_hello(self, w: int, hello: Any) -> None:
+        if not self.procs.hello(w, hello):  # a cluster re-ran its task: the first is gone
+            return self._lost(w, f"worker {w} was started again by the cluster (the first is gone)")
         self._send(w, encode(Kind.START, self._start_record(w)))
 
     def _on_ready(self, w: int, ready: Ready) -> None:

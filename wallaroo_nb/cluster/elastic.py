@@ -10,7 +10,7 @@ from ..protocol import WorkerInfo
 
 SCALE_TIMEOUT_S = 120.0
 WORKER_COLUMNS = ["worker", "pid", "host", "slots", "keys", "state_bytes", "events_in",
-                  "events_out", "busy_step", "busy_s"]
+                  "events_out", "busy_step", "busy_s", "dask_worker"]
 
 
 class Elastic:
@@ -56,14 +56,18 @@ class Elastic:
 
     def workers(self) -> Any:
         """One row per worker: pid, host, slots and keys it holds, their size pickled
-        (estimated), messages it read and outputs it sent to sinks, and the step it has
-        been busy in, if one message has kept it busy for a while."""
+        (estimated), messages it read and outputs it sent to sinks, the step it has
+        been busy in, if one message has kept it busy for a while, and on a Dask
+        cluster the Dask worker whose task started it (else None)."""
         import pandas as pd
 
         infos: list[WorkerInfo] = self._call("info") if self.running else []
         busy = {w: b for w, b in self._driver.busy()}
+        where = self._driver.procs.placement()
         rows = [(*i, busy[i.worker].step if i.worker in busy else "",
-                 busy[i.worker].seconds if i.worker in busy else 0.0) for i in infos]
+                 busy[i.worker].seconds if i.worker in busy else 0.0,
+                 where[i.worker]["dask_worker"] if i.worker < len(where) else None)
+                for i in infos]
         return pd.DataFrame(rows, columns=WORKER_COLUMNS)
 
     # provided by App

@@ -5,15 +5,15 @@ Workers are separate OS processes started with the driver's interpreter
 defined in a notebook cell travel by cloudpickle in the start record instead.
 Each worker's socket identity carries its generation: a worker restarted after a
 crash gets a new one, so that late messages of the one it replaces are told apart.
+Where they run is the launcher's business (launchers.py: here, or on a Dask cluster).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from typing import Any, Optional
+
+from .launchers import Handle, Launcher, LocalLauncher
 
 HEARTBEAT_FRESH_S = 3.0  # a heartbeat older than this says nothing any more
 
@@ -21,11 +21,13 @@ HEARTBEAT_FRESH_S = 3.0  # a heartbeat older than this says nothing any more
 class WorkerProcesses:
     """The worker processes, by worker id, and their socket identities."""
 
-    def __init__(self, driver_addr: str, n: int, wallaroo_alias: bool = False):
+    def __init__(self, driver_addr: str, n: int, wallaroo_alias: bool = False,
+                 launcher: Optional[Launcher] = None):
         self.addr = driver_addr
         self.alias = wallaroo_alias
+        self.launcher = launcher or LocalLauncher()
         self.next_gen = 0
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[Handle] = []
         self.gens: list[int] = []  # worker -> its generation
         self.exited: list[bool] = []
         self.stopping: set = set()  # workers asked to leave: their exit is no failure
@@ -37,13 +39,27 @@ class WorkerProcesses:
 
     @staticmethod
     def parse_ident(ident: bytes) -> tuple:
-        """(worker, generation) of a socket identity (its watchdog's has ".hb" after)."""
-        name, _, rest = ident.decode().partition(".")
-        return int(name[1:]), int(rest.split(".")[0] or 0)
+        """(worker, generation) of a socket identity (its watchdog's has ".hb" after);
+        (-1, -1) for one that no engine of ours has."""
+        try:
+            name, _, rest = ident.decode().partition(".")
+            return int(name[1:]), int(rest.split(".")[0] or 0)
+        except (UnicodeDecodeError, ValueError):
+            return -1, -1
 
     def current(self, w: int, gen: int) -> bool:
         """Is ``gen`` worker ``w``'s generation now (else its message is stale)?"""
-        return w < len(self.gens) and self.gens[w] == gen
+        return 0 <= w < len(self.gens) and self.gens[w] == gen
+
+    def hello(self, w: int, hello: Any) -> bool:
+        """Engine ``w`` said hello (pid, host, Dask worker); False if an engine of the same
+        name and generation had already: a cluster re-ran its task, the first is gone."""
+        return self.procs[w].hello(hello)
+
+    def placement(self) -> list:
+        """Where each engine runs: {worker, pid, host, dask_worker}."""
+        return [{"worker": w, "pid": p.pid, "host": p.host, "dask_worker": p.dask_worker}
+                for w, p in enumerate(self.procs)]
 
     def generation_of(self, w: int) -> int:
         return self.gens[w]
@@ -91,6 +107,7 @@ class WorkerProcesses:
     def heard(self, w: int, busy: Any) -> None:
         """A heartbeat from worker ``w``'s watchdog."""
         self.heartbeats[w] = (busy, time.monotonic())
+        self.procs[w].heard()
 
     def turning(self, w: int) -> None:
         """Worker ``w``'s loop sent something: whatever kept it busy is done."""
@@ -103,17 +120,11 @@ class WorkerProcesses:
         return [(w, b) for w, (b, at) in sorted(self.heartbeats.items())
                 if b.seconds and now - at < HEARTBEAT_FRESH_S]
 
-    def _spawn(self, i: int) -> subprocess.Popen:
-        env = dict(os.environ)
-        # workers import what the driver can: functions from importable modules
-        # travel by reference, those from __main__ (a notebook) by value
-        env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-        cmd = [sys.executable, "-m", "wallaroo_nb.engine.worker", "--driver", self.addr,
-               "--id", str(i), "--ident", self.ident(i).decode()]
+    def _spawn(self, i: int) -> Handle:
+        args = ["--driver", self.addr, "--id", str(i), "--ident", self.ident(i).decode()]
         if self.alias:
-            cmd.append("--wallaroo-alias")
-        # own session: a Ctrl-C meant for the driver does not tear workers down mid-stop
-        return subprocess.Popen(cmd, env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+            args.append("--wallaroo-alias")
+        return self.launcher.launch(args, i, self.gens[i])
 
     @property
     def pids(self) -> list:

@@ -11,10 +11,11 @@ pressure batches grow instead of frames piling up.
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterator
+from typing import Iterator, Optional
 
 import zmq
 
+from .. import security
 from ..protocol import Kind, encode, pack_frame, results_frames, unpack_frame
 from .core import Output
 
@@ -61,12 +62,15 @@ class Transport:
     """The data plane (a PULL bound here, a PUSH to every peer) and the queue of
     messages for the driver, with the counters termination detection reads."""
 
-    def __init__(self, zctx: zmq.Context, ctl: zmq.Socket, me: int, bind: str):
+    def __init__(self, zctx: zmq.Context, ctl: zmq.Socket, me: int, bind: str,
+                 keys: Optional[security.Keys] = None):
         self.zctx = zctx
         self.me = me
         self.ctl = ctl
+        self.keys = keys  # the app's CurveZMQ keys on a cluster (security.py), else None
         self.data_in = zctx.socket(zmq.PULL)
         self.data_in.setsockopt(zmq.RCVHWM, HWM)
+        security.server(self.data_in, keys)
         self.data_in.bind(bind)
         self.address = self.data_in.getsockopt(zmq.LAST_ENDPOINT).decode()  # port 0 resolved
         self.addrs: list = []
@@ -115,6 +119,7 @@ class Transport:
         s.setsockopt(zmq.LINGER, 2000)
         # a peer may not have bound yet: retry in 10 ms, not zmq's default 100 ms
         s.setsockopt(zmq.RECONNECT_IVL, 10)
+        security.client(s, self.keys)
         s.connect(addr)
         return s
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 import zmq
 
+from .. import security
 from ..errors import short_repr
 from ..plan import Plan
 from ..protocol import Busy, Kind, encode
@@ -79,8 +80,10 @@ class Watchdog:
     """The thread; the loop calls ``turn()`` once per loop turn (an int increment)."""
 
     def __init__(self, zctx: zmq.Context, driver: str, ident: str, ppid: int,
-                 on_orphan: Callable[[], None] = lambda: os._exit(3)):
+                 on_orphan: Callable[[], None] = lambda: os._exit(3),
+                 keys: Optional[security.Keys] = None):
         self.zctx = zctx
+        self.keys = keys
         self.driver = driver
         self.ident = ident
         self.ppid = ppid
@@ -105,6 +108,7 @@ class Watchdog:
         sock.setsockopt(zmq.IDENTITY, self.ident.encode())
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 4)
+        security.client(sock, self.keys)
         sock.connect(self.driver)
         seen, since = self.turns, time.monotonic()
         next_beat = 0.0

@@ -21,6 +21,7 @@ from typing import Optional
 
 import zmq
 
+from .. import security
 from ..protocol import (
     Barrier,
     Hello,
@@ -44,6 +45,7 @@ IDLE_POLL_MS = 100
 PARENT_CHECK_S = 0.25
 DRIVER_SILENCE_S = 10.0  # no word from the driver this long: it is gone
 TIMER_SLACK_NS = 1000  # how late Linux may wake a sleep of this process (default 50 us)
+NO_START_EXIT = 5  # the exit code of an engine that never got its start record
 
 
 class Worker(WorkerEpochs):
@@ -53,16 +55,20 @@ class Worker(WorkerEpochs):
     restore), ``ready``/``go``, then ``run``'s loop until STOP, then ``shutdown``
     (drain, close connectors, bye)."""
 
-    def __init__(self, driver: str, me: int, ident: str):
+    def __init__(self, driver: str, me: int, ident: str, keys: Optional[security.Keys] = None,
+                 host: str = "", dask_worker: str = ""):
         self.me = me
+        self.keys, self.host, self.dask_worker = keys, host, dask_worker
         self.zctx = zmq.Context.instance()
+        self.auth = security.authenticator(self.zctx, keys)  # before the data socket binds
         self.ctl = self.zctx.socket(zmq.DEALER)
         self.ctl.setsockopt(zmq.IDENTITY, ident.encode())
         self.ctl.setsockopt(zmq.LINGER, 2000)
         self.ctl.setsockopt(zmq.SNDHWM, HWM * 4)
+        security.client(self.ctl, keys)
         self.ctl.connect(driver)
         self.ppid = os.getppid()
-        self.watchdog = Watchdog(self.zctx, driver, ident + ".hb", self.ppid)
+        self.watchdog = Watchdog(self.zctx, driver, ident + ".hb", self.ppid, keys=keys)
         self.stopping = False
         self.last_driver = time.monotonic()
         self.core: Optional[Core] = None
@@ -80,11 +86,13 @@ class Worker(WorkerEpochs):
         """Block for the driver's next message, checking all the while that it lives."""
         while not self.ctl.poll(int(PARENT_CHECK_S * 1000)):
             self.check_parent()
+            if self.core is None and time.monotonic() - self.last_driver > DRIVER_SILENCE_S:
+                os._exit(NO_START_EXIT)  # the driver is gone, or fenced this (late) engine out
         self.last_driver = time.monotonic()
         return self.ctl.recv_multipart()
 
     def handshake(self) -> Start:
-        self.ctl.send_multipart(encode(Kind.HELLO, Hello(os.getpid())))
+        self.ctl.send_multipart(encode(Kind.HELLO, Hello(os.getpid(), self.host, self.dask_worker)))
         while True:
             kind, *rest = self.next_control()
             if kind == Kind.START:
@@ -111,7 +119,7 @@ class Worker(WorkerEpochs):
         (level-triggered) fds must not wake the loop, or it would spin; while a live
         sink is not ready, peers' frames wait too (their senders' outboxes fill and
         their sources pause: backpressure reaches every worker)."""
-        self.net = Transport(self.zctx, self.ctl, self.me, bind)
+        self.net = Transport(self.zctx, self.ctl, self.me, bind, self.keys)
         self.poller_blocked = zmq.Poller()
         self.poller_blocked.register(self.ctl, zmq.POLLIN)
         self.poller_paused = zmq.Poller()
@@ -303,13 +311,18 @@ def main(argv: list | None = None) -> None:
     p.add_argument("--ident", help="socket identity (worker id and generation)")
     p.add_argument("--wallaroo-alias", action="store_true",
                    help="make `import wallaroo` resolve to wallaroo_nb (running Wallaroo apps)")
+    p.add_argument("--host", default="", help="where this engine binds (on a cluster)")
+    p.add_argument("--dask-worker", default="", help="the Dask worker that started this engine")
+    p.add_argument("--keys-stdin", action="store_true",
+                   help="read the app's CurveZMQ keys from a line on stdin (security.py)")
     a = p.parse_args(argv)
     precise_sleeps()  # before any thread starts: threads inherit it
+    keys = security.Keys.from_line(sys.stdin.buffer.readline()) if a.keys_stdin else None
     if a.wallaroo_alias:
         from ..compat import install_alias
 
         install_alias()
-    w = Worker(a.driver, a.id, a.ident or f"w{a.id}")
+    w = Worker(a.driver, a.id, a.ident or f"w{a.id}", keys, a.host, a.dask_worker)
     try:
         w.run()
     except SystemExit:

@@ -3,7 +3,8 @@
 `summary_html(app.status(), app.metrics("1min"))` shows workers alive, events in
 and out, throughput, errors and p99 latency (pipeline category, worker "all").
 It copes with a stopped app (status without live counters) and with a metrics
-frame that is empty or has no pipeline rows yet: missing figures show as "–".
+frame that is empty or has no pipeline rows yet: missing figures show as "–". An app
+on a Dask cluster links Dask's dashboard.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def summary_html(status: dict, metrics: pd.DataFrame, window: str = "1min") -> s
              f"<span>({state}, up {html.escape(str(status.get('uptime_s', MISSING)))} s)</span>")
     parts = [f"<div class='wallaroo-nb-summary'>{title}", _table(cells)]
     parts += [f"<div>{html.escape(line)}</div>" for line in notes(status)]
+    if status.get("dask_dashboard"):
+        parts.append(dask_link(status["dask_dashboard"], status.get("dask_scheduler", "")))
     if len(pipes) > 1:
         parts.append(_pipeline_table(pipes, window))
     parts.append("</div>")
@@ -55,6 +58,13 @@ def notes(status: dict) -> list:
     if status.get("errors_dropped"):
         out.append(f"{status['errors_dropped']:,} older error records dropped (all are counted)")
     return out
+
+
+def dask_link(url: str, scheduler: str) -> str:
+    """A line linking the Dask dashboard of the cluster the engines run on."""
+    where = f" (scheduler {html.escape(scheduler)})" if scheduler else ""
+    return (f"<div>engines on a Dask cluster{where}: <a href='{html.escape(url, quote=True)}' "
+            "target='_blank' rel='noopener'>Dask dashboard</a></div>")
 
 
 def pipeline_rows(metrics: pd.DataFrame) -> pd.DataFrame:
