@@ -181,7 +181,8 @@ def test_tutorial_1_dataflow_picture_moves_while_the_app_runs(page, lab_server, 
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("name", ["02_keyed_state.ipynb", "05_errors.ipynb",
-                                  "06_command_line.ipynb", "07_testing.ipynb"])
+                                  "06_command_line.ipynb", "07_testing.ipynb",
+                                  "08_scaling.ipynb"])
 def test_tutorial_runs_clean(page, lab_server, name):
     open_tutorial(page, lab_server, name)
     click_menu(page, "Run", "Run All Cells")

@@ -76,9 +76,10 @@ def compared(cell: nbformat.NotebookNode) -> bool:
 
 def test_the_tutorials_are_there_in_order():
     names = [p.name for p in TUTORIALS]
-    assert names[:7] == ["01_first_pipeline.ipynb", "02_keyed_state.ipynb",
+    assert names[:8] == ["01_first_pipeline.ipynb", "02_keyed_state.ipynb",
                          "03_watching_latency.ipynb", "04_windows.ipynb", "05_errors.ipynb",
-                         "06_command_line.ipynb", "07_testing.ipynb"], names
+                         "06_command_line.ipynb", "07_testing.ipynb",
+                         "08_scaling.ipynb"], names
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
