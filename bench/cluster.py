@@ -117,13 +117,7 @@ def curve_hop(rate: float, n: int) -> list:
         s.connect(addr)
         s.send(b"0")  # the handshake happens before the clock starts
         time.sleep(0.3)
-        t0, step = time.perf_counter(), 1 / rate
-        for i in range(n):
-            while time.perf_counter() < t0 + i * step:
-                time.sleep(step / 4)
-            s.send(str(time.time_ns()).encode())
-        s.send(b"")
-        out, _ = rx.communicate(timeout=30)
+        out = latency.paced_stamps(s, rx, n, rate)
     finally:
         rx.kill()
         s.close(0)

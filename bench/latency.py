@@ -213,6 +213,18 @@ while True:
 """
 
 
+def paced_stamps(s, rx: subprocess.Popen, n: int, rate: float) -> bytes:
+    """Send ``n`` send-time stamps on socket ``s`` at ``rate``/s, then an empty frame;
+    what the receiver process ``rx`` printed."""
+    t0, step = time.perf_counter(), 1 / rate
+    for i in range(n):
+        while time.perf_counter() < t0 + i * step:
+            time.sleep(step / 4)
+        s.send(str(time.time_ns()).encode())
+    s.send(b"")
+    return rx.communicate(timeout=30)[0]
+
+
 def zmq_hop(rate: float, n: int) -> list:
     """Latencies (ns) of n messages, paced at `rate`, from this process to another over
     ZeroMQ ipc://: what any hop between two Python processes costs on this machine."""
@@ -226,13 +238,7 @@ def zmq_hop(rate: float, n: int) -> list:
     s.connect(addr)
     try:
         time.sleep(0.3)  # let the receiver bind and the pipe connect
-        t0, step = time.perf_counter(), 1 / rate
-        for i in range(n):
-            while time.perf_counter() < t0 + i * step:
-                time.sleep(step / 4)
-            s.send(str(time.time_ns()).encode())
-        s.send(b"")
-        out, _ = rx.communicate(timeout=30)
+        out = paced_stamps(s, rx, n, rate)
     finally:
         rx.kill()
         s.close(0)
