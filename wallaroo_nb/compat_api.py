@@ -176,26 +176,9 @@ def key_extractor(fn: Callable) -> api.KeyExtractor:
     return api.KeyExtractor(_WallarooKeyFn(fn), ke.name)
 
 
-class Aggregation(_windows.Aggregation):
-    """Wallaroo's Aggregation: ``update(input, acc)`` may change ``acc`` in place and
-    return nothing, as Wallaroo's examples do (Wallaroo ignores what it returns)."""
-
-    def __init_subclass__(cls, **kw: Any) -> None:
-        super().__init_subclass__(**kw)
-        update = cls.__dict__.get("update")
-        if callable(update) and not hasattr(update, "__wrapped__"):
-            cls.update = _keep_acc(update)
-
-
-def _keep_acc(update: Callable) -> Callable:
-    def update_acc(self: Any, input: Any, acc: Any) -> Any:
-        out = update(self, input, acc)
-        return acc if out is None else out
-
-    update_acc.__name__ = getattr(update, "__name__", "update")
-    update_acc.__qualname__ = getattr(update, "__qualname__", "update")
-    update_acc.__wrapped__ = update
-    return update_acc
+# Wallaroo's examples change ``acc`` in place in ``update`` and return None: the window
+# engine takes the accumulator then (engine/window_base.py), for every Aggregation.
+Aggregation = _windows.Aggregation
 
 
 # -- source configs --------------------------------------------------------------------

@@ -53,7 +53,9 @@ def _plan(app: Plan | Pipeline) -> Plan:
     if isinstance(app, Pipeline):
         return build_application("app", app)
     if not isinstance(app, Plan):
-        raise BuildError(f"run_local() takes build_application(...) or a Pipeline, got {app!r}")
+        raise BuildError(f"run_local() takes build_application(...) or a Pipeline, got {app!r}"
+                         " (a `wallaroo` module's pipeline: pass wallaroo.build_application("
+                         "name, pipeline))")
     return app
 
 

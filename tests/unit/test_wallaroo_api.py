@@ -10,11 +10,13 @@ import struct
 import cloudpickle
 import pytest
 
+import wallaroo_nb as wn
 from wallaroo_nb import compat
 from wallaroo_nb.api import BuildError
 from wallaroo_nb.connectors.connector_protocol import ConnectorSource
 from wallaroo_nb.connectors.tcp import TCPSource
 from wallaroo_nb.testing import read_source as read_n
+from wallaroo_nb.testing import run_local
 
 wallaroo = compat.install_alias()  # `import wallaroo` and `wallaroo.experimental` from here on
 
@@ -267,8 +269,10 @@ def test_count_windows_time_out_as_wallaroo():
     spec = wallaroo.count_windows(5).over(Total)
     assert (spec.count, spec.timeout_ns, spec.kind) == (5, 5_000_000_000, "count")
     assert isinstance(spec.aggregation, Total)
-    acc = spec.agg.initial_accumulator()
-    assert spec.agg.update(3, acc) is acc and acc.n == 3  # update's None keeps acc
+    # Total.update changes acc and returns None, as Wallaroo's examples: the engine keeps acc
+    pipeline = wallaroo.source("n", wn.IterableSourceConfig("n", [1, 2, 3, 4, 5, 6, 7])) \
+        .key_by(lambda x: "all").to(spec).to_sink(wn.CollectorSinkConfig())
+    assert run_local(wallaroo.build_application("t", pipeline)) == [("all", 15), ("all", 13)]
 
 
 # -- wallaroo.experimental -------------------------------------------------------------
