@@ -1,5 +1,6 @@
 """The App's notebook views that ask the workers: the dataflow picture (also the
-App's own display in a kernel) and the window timeline, and the flow counts they draw.
+App's own display in a kernel), the keys per worker and the window timeline, and the
+flow counts they draw.
 The views themselves live in wallaroo_nb.notebook, imported when asked for."""
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ class LiveViews:
 
         return graph_view(self, interval=interval, window=window)
 
+    def workers_view(self, interval: float = 1.0) -> Any:
+        """The keys (and slots) each worker holds as live bars, from ``app.workers()``
+        asked every ``interval`` seconds: one bar per worker, so scaling changes them."""
+        from ..notebook.workers_plot import workers_view
+
+        return workers_view(self, interval=interval)
+
     def window_timeline(self, step: str, interval: float = 0.25) -> Any:
         """Event time against processing time for a range-window step, live: the
         watermark and each window's span until it fires."""
@@ -48,8 +56,8 @@ class LiveViews:
         return window_timeline(self, step, interval=interval)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
-        """In a kernel, the App shows itself as a live view: summary and dataflow graph
-        (outside one, None: IPython then uses _repr_html_ and repr)."""
+        """In a kernel, the App shows itself as a live view: summary, dataflow graph and
+        keys per worker (outside one, None: IPython then uses _repr_html_ and repr)."""
         from ..notebook.graph_view import app_view_bundle
 
         return app_view_bundle(self)

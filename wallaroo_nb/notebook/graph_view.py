@@ -1,7 +1,8 @@
 """The live picture of a running app: its dataflow graph, with numbers that move.
 
 `app.graph()` is the picture alone; displaying the App itself (the last
-expression of a cell, `%wallaroo show NAME`) shows the summary table above it.
+expression of a cell, `%wallaroo show NAME`) shows the summary table above it and
+the keys per worker below it (workers_plot.py).
 A daemon thread (see live.py) asks the App about once a second for metrics,
 counters and flow counts and rewrites the labels: edges their messages per
 second, steps their p99 latency and errors over the window (see graph_stats.py).
@@ -25,6 +26,7 @@ from .graph_stats import CountRates, edge_labels, look, node_stats
 from .live import LiveBox
 from .summary import summary_html
 from .topology import topology
+from .workers_plot import workers_view
 
 INTERVAL = 1.0
 WINDOW = "1min"
@@ -84,6 +86,16 @@ class GraphView(LiveBox):
             self.status.value = f"<small>{html.escape(text)}</small>"
 
 
+class AppView(widgets.VBox):
+    """The App's display: its live views one above the other; `close()` closes them
+    all (each also stops by itself when the app stops)."""
+
+    def close(self) -> None:
+        for view in self.children:
+            view.close()
+        super().close()
+
+
 def _flow(app: Any) -> Optional[dict]:
     try:
         return app.flow()
@@ -129,13 +141,14 @@ def graph_view(app: Any, interval: float = INTERVAL, window: str = WINDOW,
 
 
 def app_view_bundle(app: Any) -> Optional[dict]:
-    """The App's display in a kernel: a live view (summary and graph), as a mime bundle
-    with the static summary as HTML for frontends without widgets. Outside a kernel,
-    None: IPython then uses the App's _repr_html_ and repr."""
+    """The App's display in a kernel: live views (summary and graph, keys per worker
+    below), as a mime bundle with the static summary as HTML for frontends without
+    widgets. Outside a kernel, None: IPython then uses the App's _repr_html_ and repr."""
     if not bokeh_widget.in_kernel():
         return None
     view = graph_view(app, summary=True)
-    bundle = view._repr_mimebundle_()
+    box = AppView([view, workers_view(app, load_bokehjs=False)])
+    bundle = box._repr_mimebundle_()
     data = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
     data["text/html"] = view.summary.value
     data["text/plain"] = repr(app)
