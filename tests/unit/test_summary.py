@@ -1,4 +1,5 @@
-"""The App's notebook summary: what it shows, and that it survives missing data."""
+"""The App's notebook summary and the dashboard's rate line: what they show (input rate
+and output rate under their own names), and that they survive missing data."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import time
 from html.parser import HTMLParser
 
 import pandas as pd
+from bokeh.models import ColumnDataSource
 
 from wallaroo_nb.metrics.recorder import Recorder
 from wallaroo_nb.metrics.store import MetricsStore
+from wallaroo_nb.notebook.dashboard import rates_html
+from wallaroo_nb.notebook.report import RATE_NAME, empty_history, make_plots, rate_title
 from wallaroo_nb.notebook.summary import summary_html
 
 RUNNING = {"name": "wc", "running": True, "workers": 2, "results": 90, "errors": 3,
@@ -68,7 +72,7 @@ def test_running_app_with_one_pipeline():
     cells = overview(summary_html(RUNNING, frame))
     assert cells == {
         "workers alive": "2 of 2", "events in": "12,345", "events out": "9,000",
-        "throughput": "1,000 msg/s", "errors": "3", "p99 (1min)": "250 µs",
+        "input rate": "1,000 msg/s", "output rate": "–", "errors": "3", "p99 (1min)": "250 µs",
     }
 
 
@@ -77,7 +81,7 @@ def test_several_pipelines_show_the_worst_p99_and_a_row_each():
     frame = store_with({"a": 250_000, "b": 3_000_000}, now).frame("1min", now=now)
     text = summary_html(RUNNING, frame)
     cells = overview(text)
-    assert cells["p99 (1min)"] == "3 ms" and cells["throughput"] == "2,000 msg/s"
+    assert cells["p99 (1min)"] == "3 ms" and cells["input rate"] == "2,000 msg/s"
     per_pipe = Tables(text).tables[1]
     assert per_pipe[1:] == [["a", "1,000 msg/s", "250 µs"], ["b", "1,000 msg/s", "3 ms"]]
 
@@ -89,7 +93,7 @@ def test_empty_metrics_and_a_stopped_app():
         assert "(stopped" in text
         assert cells["workers alive"] == "0 of 2"
         assert cells["events in"] == cells["events out"] == "–"
-        assert cells["throughput"] == cells["p99 (1min)"] == "–"
+        assert cells["input rate"] == cells["output rate"] == cells["p99 (1min)"] == "–"
         assert cells["errors"] == "3"
         assert len(Tables(text).tables) == 1
 
@@ -115,3 +119,31 @@ def test_an_app_on_a_dask_cluster_links_its_dashboard():
     assert "href='http://127.0.0.1:8787/status?a=1&amp;b=2'" in html
     assert "scheduler tcp://127.0.0.1:8786" in html and "Dask dashboard" in html
     assert "Dask" not in summary_html(RUNNING, None)  # local engines: no such line
+
+
+def test_input_rate_and_output_rate_are_shown_apart():
+    """A filtering pipeline: sources read 1,000 messages a second, sinks take 30 + 3."""
+    now = time.time()
+    store = MetricsStore()
+    r = Recorder()
+    r.record("pipeline", "readings", 100_000, 1000)
+    r.record("sink", "alerts", 200_000, 30)
+    r.record("sink", "log", 200_000, 3)
+    store.add("0", r.take_delta(), now - 1)
+    frame = store.frame("1min", now=now)
+    cells = overview(summary_html(RUNNING, frame))
+    assert (cells["input rate"], cells["output rate"]) == ("1,000 msg/s", "33 msg/s")
+    assert "throughput" not in summary_html(RUNNING, frame)
+    line = rates_html(frame)
+    assert "<b>input rate</b> 1,000 msg/s" in line and "<b>output rate</b> 33 msg/s" in line
+    assert "<b>input rate</b> – " in rates_html(None)
+
+
+def test_the_dashboards_rate_plot_is_named_for_its_series():
+    assert rate_title("pipeline").startswith("input rate")
+    assert rate_title("sink").startswith("output rate")
+    assert rate_title("computation") == "calls per second"
+    history = ColumnDataSource(empty_history())
+    bins = ColumnDataSource({"bin": [], "percent": [], "count": []})
+    layout, _ = make_plots(history, bins, "sink")
+    assert layout.select_one({"name": RATE_NAME}).title.text == rate_title("sink")

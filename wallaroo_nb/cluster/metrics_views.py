@@ -38,8 +38,8 @@ class MetricsViews:
         return self._metrics.counters(window)
 
     def dashboard(self, interval: float = 1.0, window: str = "5min") -> Any:
-        """A live latency and throughput view (ipywidgets + bokeh) that updates while
-        the app runs and stops by itself when the app stops."""
+        """A live view (ipywidgets + bokeh) of input and output rate, latency, and keys
+        per worker, that updates while the app runs and stops by itself when it stops."""
         from ..notebook.dashboard import dashboard
 
         return dashboard(self, interval=interval, window=window)

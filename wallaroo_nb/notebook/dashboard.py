@@ -1,10 +1,13 @@
-"""Live latency dashboard: percentiles, throughput and percent-by-bin of a running app.
+"""Live latency dashboard of a running app: its input and output rates, percentiles,
+rate and percent-by-bin of a chosen series, and the keys per worker.
 
-`dashboard(app)` returns an ipywidgets VBox (series dropdown, bokeh plots,
-status line). A daemon thread polls the App about once a second and streams
-new seconds into the plots' ColumnDataSource, so it keeps going while another
-cell blocks the kernel. It stops when the app stops, the app is garbage
-collected (it holds only a weak reference) or the box is closed.
+`dashboard(app)` returns an ipywidgets VBox (a line with the app's input rate and
+output rate, series dropdown, bokeh plots, status line, then the keys-per-worker
+bars of workers_plot.py). A daemon thread polls the App about once a second and
+streams new seconds into the plots' ColumnDataSource, so it keeps going while
+another cell blocks the kernel; the workers' bars have their own thread. Both stop
+when the app stops, the app is garbage collected (they hold only a weak reference)
+or the box is closed.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from bokeh.models import ColumnDataSource
 from . import bokeh_widget
 from .bokeh_widget import FIRST_CHANGE_AFTER_S, EchoSafeBokehModel
 from .live import LiveBox
-from .report import bins_columns, empty_history, history_columns, make_plots
+from .report import RATE_NAME, bins_columns, empty_history, history_columns, make_plots, rate_title
+from .summary import io_rates, rate_text
+from .workers_plot import WorkersView
 
 INTERVAL = 1.0  # seconds between updates
 ROLLOVER = 300  # rows kept in the plots: five minutes of seconds
 NAMES_EVERY = 10  # ticks between full refreshes of the worker list
 CATEGORY_ORDER = {"pipeline": 0, "computation": 1, "worker": 2}
+RATES_WINDOW = "5s"  # the rates are of the last complete second: a short window will do
 
 
 class Dashboard(LiveBox):
@@ -48,17 +54,21 @@ class Dashboard(LiveBox):
         self.history_source = ColumnDataSource(empty_history())
         self.bins_source = ColumnDataSource(bins_columns(pd.DataFrame(columns=["bin", "percent", "count"])))
         layout, self._bin_range = make_plots(self.history_source, self.bins_source)
+        self._rate_title = layout.select_one({"name": RATE_NAME}).title
         self.plot = EchoSafeBokehModel(layout, lock=self._lock, kernel_owned={
             self.history_source: ["data"], self.bins_source: ["data"], self._bin_range: ["factors"],
+            self._rate_title: ["text"],
         })
+        self.rates = widgets.HTML(rates_html(None))
         self.selector = widgets.Dropdown(description="series", options=[], layout={"width": "480px"})
         self.selector.observe(self._on_select, "value")
         self.status = widgets.HTML("starting…")
-        super().__init__([self.selector, self.plot, self.status])
+        self.workers = WorkersView(app)
+        super().__init__([self.rates, self.selector, self.plot, self.status, self.workers])
         self._start_live(app, interval)
 
     def _parts(self) -> list:
-        return [self.selector, self.status, self.plot]
+        return [self.rates, self.selector, self.status, self.plot, self.workers]
 
     # -- the update thread ---------------------------------------------------------
 
@@ -71,6 +81,8 @@ class Dashboard(LiveBox):
         self._wake.set()
 
     def _tick(self, app: Any, running: bool, tick: int) -> None:
+        if not self._closed:
+            self.rates.value = rates_html(app.metrics(window=RATES_WINDOW))
         names = sorted(app.metrics_names())
         if names != self._names or tick % NAMES_EVERY == 0 or self._selection is None:
             self._names = names
@@ -93,6 +105,7 @@ class Dashboard(LiveBox):
         cols = history_columns(hist)
         with self._lock:
             if reset:
+                self._rate_title.text = rate_title(category)
                 self.history_source.data = cols
                 self._last_ms = cols["time"][-1] if cols["time"] else float("-inf")
             else:
@@ -135,6 +148,13 @@ class Dashboard(LiveBox):
             self.status.value = f"<small>{text} · {time.strftime('%H:%M:%S')}</small>"
 
 
+def rates_html(metrics: pd.DataFrame | None) -> str:
+    """The app's input rate and output rate (the last complete second) as one line."""
+    rate_in, rate_out = io_rates(metrics)
+    return (f"<b>input rate</b> {html.escape(rate_text(rate_in))} (read by sources) · "
+            f"<b>output rate</b> {html.escape(rate_text(rate_out))} (reaching sinks)")
+
+
 def _summary(hist: pd.DataFrame, selection: tuple[str, str, str]) -> str:
     category, name, worker = selection
     label = html.escape(f"{category} {name} ({worker})")
@@ -142,7 +162,8 @@ def _summary(hist: pd.DataFrame, selection: tuple[str, str, str]) -> str:
         return f"{label}: no complete second yet"
     last = hist.iloc[-1]
     p99 = "–" if pd.isna(last["p99_us"]) else f"{last['p99_us']:.1f} µs"
-    return f"{label}: {last['rate']:.0f} msg/s, p99 {p99} (last second)"
+    what = {"pipeline": "input rate ", "sink": "output rate "}.get(category, "")
+    return f"{label}: {what}{last['rate']:.0f} msg/s, p99 {p99} (last second)"
 
 
 def dashboard(

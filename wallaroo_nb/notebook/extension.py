@@ -1,4 +1,4 @@
-"""IPython extension: the `%wallaroo` line magic to see and stop running apps.
+"""IPython extension: the `%wallaroo` line magic to see, scale and stop running apps.
 
 Load it with `%load_ext wallaroo_nb.notebook.extension`, or use the
 "Python 3 (wallaroo_nb)" kernel, which loads it at start. It talks to the
@@ -19,6 +19,8 @@ USAGE = """\
 %wallaroo [status]          list running wallaroo_nb apps (a table)
 %wallaroo stop [NAME ...]   stop all running apps, or only those named
 %wallaroo show NAME         display one app (its live view)
+%wallaroo scale [NAME] N    grow or shrink an app to N workers (NAME may be left out
+                            when exactly one app runs)
 %wallaroo help              this text"""
 
 NO_ENGINE = (
@@ -133,11 +135,42 @@ def find_app(name: str) -> Any:
     for app in running_apps():
         if app.name == name:
             return app
-    raise UsageError(f"no running app named {name!r}")
+    known = sorted(app.name for app in running_apps())
+    raise UsageError(f"no running app named {name!r}; running: {known}")
+
+
+def scale(args: list[str]) -> str:
+    """`%wallaroo scale [NAME] N`: scale the named app (or the only running one) to N
+    workers with app.scale(N); return a line saying what it did."""
+    if len(args) not in (1, 2):
+        raise UsageError(f"%wallaroo scale takes [NAME] N, got {' '.join(args) or 'nothing'}"
+                         "\nfor example: %wallaroo scale wordcount 3")
+    *name, count = args
+    try:
+        n = int(count)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"%wallaroo scale: N must be a whole number of workers, 1 or more; "
+                         f"got {count!r}")
+    app = find_app(name[0]) if name else only_app()
+    did = app.scale(n)
+    return (f"scaled {app.name} to {did['workers']} workers: {did['slots_moved']} slots moved "
+            f"in {did['seconds']} s")
+
+
+def only_app() -> Any:
+    """The one running app, for commands that may leave its name out."""
+    apps = running_apps()
+    if len(apps) != 1:
+        names = sorted(app.name for app in apps)
+        raise UsageError(f"{len(apps)} apps are running ({', '.join(names) or 'none'}): "
+                         "name the one to scale, e.g. %wallaroo scale NAME N")
+    return apps[0]
 
 
 def wallaroo_magic(line: str) -> Any:
-    """%wallaroo [status | stop [NAME ...] | show NAME | help]"""
+    """%wallaroo [status | stop [NAME ...] | show NAME | scale [NAME] N | help]"""
     words = shlex.split(line)
     command, rest = (words[0], words[1:]) if words else ("status", [])
     try:
@@ -149,8 +182,12 @@ def wallaroo_magic(line: str) -> Any:
             return None
         if command == "show" and len(rest) == 1:
             return find_app(rest[0])
+        if command == "scale":
+            print(scale(rest))
+            return None
     except EngineUnavailable as exc:
-        print(NO_ENGINE.format(why=exc, what="show" if command != "stop" else "stop"))
+        what = command if command in ("stop", "scale") else "show"
+        print(NO_ENGINE.format(why=exc, what=what))
         return None
     if command == "help":
         print(USAGE)

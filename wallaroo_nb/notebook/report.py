@@ -32,6 +32,15 @@ PERCENTILES = (  # column, legend, colour
     ("p9999_us", "p99.99", "#9467bd"),
 )
 HISTORY_KEYS = ("time", "rate", *(c for c, _, _ in PERCENTILES))
+RATE_TITLES = {  # what one message per second of each category's series is
+    "pipeline": "input rate: messages read by the source per second",
+    "sink": "output rate: messages reaching the sink per second",
+    "computation": "calls per second",
+    "worker": "messages handed on per second",
+    "visible": "outputs handed to the driver per second",
+    "source": "messages read per second",
+}
+RATE_NAME = "wallaroo-rate"
 MIN_PLOT_US = 0.001  # 1 ns: the log axis cannot show 0
 WIDTH = 760
 
@@ -63,8 +72,16 @@ def bins_columns(df: pd.DataFrame) -> dict[str, list]:
     }
 
 
-def make_plots(history: ColumnDataSource, bins: ColumnDataSource) -> tuple[LayoutDOM, FactorRange]:
-    """Percentiles over time, throughput over time and percent by bin, stacked.
+def rate_title(category: str | None) -> str:
+    """The rate plot's title for a series of `category`: input rate for a pipeline,
+    output rate for a sink, what is counted for the others."""
+    return RATE_TITLES.get(category or "", "messages per second")
+
+
+def make_plots(history: ColumnDataSource, bins: ColumnDataSource,
+               category: str | None = None) -> tuple[LayoutDOM, FactorRange]:
+    """Percentiles over time, the rate over time (titled for `category`, see
+    `rate_title`; the figure is named RATE_NAME) and percent by bin, stacked.
 
     Returns the layout and the bin chart's FactorRange, whose factors must be
     set to the bin labels whenever `bins` changes.
@@ -82,7 +99,7 @@ def make_plots(history: ColumnDataSource, bins: ColumnDataSource) -> tuple[Layou
 
     rate = figure(
         height=180, width=WIDTH, x_axis_type="datetime", x_range=lat.x_range, tools=tools,
-        title="throughput", y_axis_label="messages/s",
+        title=rate_title(category), y_axis_label="messages/s", name=RATE_NAME,
     )
     rate.line("time", "rate", source=history, color="#444444", line_width=2)
     rate.y_range.start = 0
@@ -118,7 +135,7 @@ def write_report(source: Any, path: str | Path, window: str = "5min", title: str
     for category, name in names():
         hist_src = ColumnDataSource(history_columns(history(category, name, "all", window=window)))
         bins_src = ColumnDataSource(bins_columns(bins(category, name, "all", window=window)))
-        plots, _ = make_plots(hist_src, bins_src)
+        plots, _ = make_plots(hist_src, bins_src, category)
         parts.append(Div(text=f"<h2>{html.escape(category)}: {html.escape(str(name))}</h2>"))
         parts.append(plots)
     out = Path(path)

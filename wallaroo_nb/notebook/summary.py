@@ -1,7 +1,9 @@
 """The App's own notebook display: one small HTML table, readable at a glance.
 
 `summary_html(app.status(), app.metrics("1min"))` shows workers alive, events in
-and out, throughput, errors and p99 latency (pipeline category, worker "all").
+and out, the input rate (messages read by sources in the last complete second: the
+pipeline category) and the output rate (messages reaching sinks in it: the sink
+category), errors and p99 latency (pipeline category, worker "all").
 It copes with a stopped app (status without live counters) and with a metrics
 frame that is empty or has no pipeline rows yet: missing figures show as "–". An app
 on a Dask cluster links Dask's dashboard.
@@ -25,11 +27,13 @@ _CELL = "padding:2px 10px;text-align:left"
 def summary_html(status: dict, metrics: pd.DataFrame, window: str = "1min") -> str:
     """HTML summary of an app from `App.status()` and `App.metrics(window)`."""
     pipes = pipeline_rows(metrics)
+    rate_in, rate_out = io_rates(metrics)
     cells = [
         ("workers alive", workers_text(status)),
         ("events in", count_text(status.get("events_in"))),
         ("events out", count_text(status.get("events_out"))),
-        ("throughput", rate_text(pipes["rate_1s"].sum() if len(pipes) else None)),
+        ("input rate", rate_text(rate_in)),
+        ("output rate", rate_text(rate_out)),
         ("errors", count_text(status.get("errors"))),
         (f"p99 ({window})", latency_text(worst_p99(pipes))),
     ]
@@ -69,11 +73,25 @@ def dask_link(url: str, scheduler: str) -> str:
 
 def pipeline_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     """The pipeline-category rows aggregated over workers (worker "all")."""
+    return category_rows(metrics, "pipeline")
+
+
+def category_rows(metrics: pd.DataFrame, category: str) -> pd.DataFrame:
+    """One category's rows aggregated over workers (worker "all")."""
     needed = {"category", "worker", "name", "rate_1s", "p99_us"}
     if metrics is None or not needed <= set(metrics.columns):
         return pd.DataFrame(columns=sorted(needed))
-    rows = metrics[(metrics["category"] == "pipeline") & (metrics["worker"] == "all")]
+    rows = metrics[(metrics["category"] == category) & (metrics["worker"] == "all")]
     return rows.reset_index(drop=True)
+
+
+def io_rates(metrics: pd.DataFrame) -> tuple[float | None, float | None]:
+    """(input rate, output rate) in messages per second over the last complete second:
+    messages read by all sources (the pipeline rows, which count every message once)
+    and messages reaching all sinks (the sink rows); None where there are no such rows."""
+    pipes, sinks = category_rows(metrics, "pipeline"), category_rows(metrics, "sink")
+    return (float(pipes["rate_1s"].sum()) if len(pipes) else None,
+            float(sinks["rate_1s"].sum()) if len(sinks) else None)
 
 
 def worst_p99(pipes: pd.DataFrame) -> float | None:
@@ -113,7 +131,7 @@ def _table(cells: list) -> str:
 
 def _pipeline_table(pipes: pd.DataFrame, window: str) -> str:
     head = "".join(f"<th style='{_CELL}'>{html.escape(h)}</th>"
-                   for h in ("pipeline", "throughput", f"p99 ({window})"))
+                   for h in ("pipeline", "input rate", f"p99 ({window})"))
     rows = "".join(
         f"<tr><td style='{_CELL}'>{html.escape(str(name))}</td>"
         f"<td style='{_CELL}'>{html.escape(rate_text(float(rate)))}</td>"
