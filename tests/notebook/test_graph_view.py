@@ -216,6 +216,9 @@ SHOW_APP = '''
 '''
 
 WATCH = '''
+from ipywidgets.widgets.widget import _instances
+shown = _instances[app._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"]]
+graph_part, workers_part = shown.children  # the App's display: summary and graph, then bars
 g = app.graph()
 display(g)
 labels = lambda: list(g.graph.edge_labels.data["text"])
@@ -228,6 +231,11 @@ while labels() == first:  # this cell blocks the kernel: the view's thread goes 
     assert time.monotonic() < deadline, first
     time.sleep(0.1)
 print("moved", first, labels())
+keys = lambda: dict(zip(workers_part.source.data["worker"], workers_part.source.data["keys"]))
+while keys() != {"worker 0": 2, "worker 1": 2}:  # x % 4: two keys on each worker
+    assert time.monotonic() < deadline, keys()
+    time.sleep(0.1)
+print("bars", workers_part.source.data["label"])
 app.wait(timeout=60)
 time.sleep(1.5)  # the last metrics deltas (about one a second) and a last look
 app.stop()
@@ -236,6 +244,8 @@ final = labels()
 print("final", final)
 assert final == ["400 msgs", "key_by\\n400 msgs", "400 msgs"], final
 assert "app stopped" in g.status.value
+assert workers_part.wait_stopped(5) and graph_part.wait_stopped(5)
+shown.close()
 '''
 
 CLOSE = '''
@@ -258,6 +268,7 @@ def test_app_display_is_a_live_picture_that_moves_then_stops(run_notebook):
     assert "wallaroo_nb app" in data["text/html"]  # the summary, for frontends without widgets
     assert data["text/plain"].startswith("<App 'app'")
     assert "moved" in text_output(watch) and "final" in text_output(watch)
+    assert "bars ['2 keys · 128 slots', '2 keys · 128 slots']" in text_output(watch)
     assert any(WIDGET in o.get("data", {}) for o in watch.outputs)
 
 

@@ -155,8 +155,8 @@ def scale(args: list[str]) -> str:
                          f"got {count!r}")
     app = find_app(name[0]) if name else only_app()
     did = app.scale(n)
-    return (f"scaled {app.name} to {did['workers']} workers: {did['slots_moved']} slots moved "
-            f"in {did['seconds']} s")
+    workers = f"{did['workers']} worker" + ("s" if did["workers"] != 1 else "")
+    return f"scaled {app.name} to {workers}: {did['slots_moved']} slots moved in {did['seconds']} s"
 
 
 def only_app() -> Any:
