@@ -53,6 +53,12 @@ labels = [label for label, _ in box.selector.options]
 assert any("computation: double" in s for s in labels), labels
 assert any(r > 0 for r in box.history_source.data["rate"]), "the source runs at 500/s"
 assert box.bins_source.data["bin"], "percent by bin has data"
+import re
+wait_until(lambda: re.search(r"input rate</b> [1-9][0-9,]* msg/s .*<b>output rate</b> [1-9]",
+                             box.rates.value), f"no input and output rate: {box.rates.value}")
+assert box._rate_title.text.startswith("input rate"), box._rate_title.text  # a pipeline's
+wait_until(lambda: box.workers.source.data["worker"] == ["worker 0", "worker 1"],
+           "the keys-per-worker bars never showed the two workers")
 print("grew from", n0, "to", rows())
 '''
 
@@ -63,6 +69,7 @@ n2 = rows()
 time.sleep(1.0)
 assert rows() == n2, "no updates after the app stopped"
 assert "app stopped" in box.status.value, box.status.value
+assert box.workers.wait_stopped(5), "the bars' thread ends with the app too"
 assert not app.running
 box.close()
 print("stopped at", n2)
