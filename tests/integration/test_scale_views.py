@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from bokeh.models import HoverTool
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -86,6 +87,9 @@ def test_keys_per_worker_bars_follow_app_scale_and_stop_with_the_app(start):
     assert view.wait_stopped(5), "the view's thread ends with the app"
     assert bars(view) == [("worker 0", "100 keys · 256 slots")], "the last picture stays"
     assert "app stopped" in view.status.value
+    hover = next(t for t in view.figure.tools if isinstance(t, HoverTool))
+    assert [name for name, _ in hover.tooltips] == [
+        "", "keys", "slots", "pid", "host", "state", "read", "to sinks", "busy"]
     view.close()
 
 

@@ -83,6 +83,7 @@ def test_several_pipelines_show_the_worst_p99_and_a_row_each():
     cells = overview(text)
     assert cells["p99 (1min)"] == "3 ms" and cells["input rate"] == "2,000 msg/s"
     per_pipe = Tables(text).tables[1]
+    assert per_pipe[0] == ["pipeline", "input rate", "p99 (1min)"]
     assert per_pipe[1:] == [["a", "1,000 msg/s", "250 µs"], ["b", "1,000 msg/s", "3 ms"]]
 
 
