@@ -1,7 +1,7 @@
 """The live dashboard in a real kernel, the echo guard, and the standalone HTML report.
 
 The App is a small fake over a real MetricsStore fed synthetic worker deltas:
-the dashboard only ever talks to an App through these five members.
+the dashboard only ever talks to an App through these seven members.
 """
 
 from __future__ import annotations
@@ -29,9 +29,16 @@ from wallaroo_nb.metrics.store import MetricsStore
 
 class FakeApp:
     """The App members the dashboard uses, over a real MetricsStore."""
+    name = "fake"
     def __init__(self):
         self.store = MetricsStore()
         self.running = True
+    def workers(self):  # the columns the keys-per-worker bars read (app.workers())
+        import pandas as pd
+        return pd.DataFrame([(i, 100 + i, "here", 128, 10 * i, 0, 0, 0, "", 0.0)
+                             for i in range(2)], columns=["worker", "pid", "host", "slots",
+                             "keys", "state_bytes", "events_in", "events_out", "busy_step",
+                             "busy_s"])
     def metrics(self, window="5min"):
         return self.store.frame(window)
     def metrics_history(self, category, name, worker="all", window="5min"):
@@ -77,6 +84,7 @@ def test_dashboard_streams_while_running_and_stops_with_the_app(run_notebook):
         "assert box.selector.value == ('pipeline', 'wc', 'all')\n"
         "assert len(box.selector.options) == 6  # 2 series x (all, w1, w2)\n"
         "assert box.bins_source.data['bin'] and abs(sum(box.bins_source.data['percent']) - 100) < 1e-6\n"
+        "assert box.workers.source.data['label'] == ['0 keys · 128 slots', '10 keys · 128 slots']\n"
         "print('grew', n0, n1)\n"
         # choosing another series in the dropdown reloads the plots with its history
         "box.selector.value = ('computation', 'split', 'w1')\n"
