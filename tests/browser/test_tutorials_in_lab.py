@@ -8,9 +8,11 @@ and any JavaScript error fails the test (see conftest.py's `page`). Beyond that:
 
 - Tutorial 1: the dataflow picture of the running word count is drawn (four boxes) and
   its labels change while the app runs (rates on the arrows, counts on the boxes);
-  once the app stops they show how many messages went along each arrow.
-- Tutorial 3: the dashboard's plot is drawn and its data grows while the app runs; when
-  the last cell stops the app, the dashboard says so and stops.
+  once the app stops they show how many messages went along each arrow. Under it,
+  one bar of keys per worker.
+- Tutorial 3: the dashboard's plot is drawn and its data grows while the app runs, with
+  the input and output rate above and the keys per worker below; when the last cell
+  stops the app, the dashboard says so and stops.
 - Tutorial 4: clicking "close window" with the mouse adds rows to the table of emitted
   windows, for all keys and for one; the window timeline's watermark grows while its
   app runs, and all three windows end up drawn as fired.
@@ -44,6 +46,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from wallaroo_nb.notebook.graph_plot import EDGES_NAME, NODES_NAME
 from wallaroo_nb.notebook.timeline import WATERMARK_NAME, WINDOWS_NAME
+from wallaroo_nb.notebook.workers_plot import SOURCE_NAME as WORKERS_NAME
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 PLAIN_KERNEL = "Python 3 (ipykernel)"
@@ -160,6 +163,12 @@ def test_tutorial_1_dataflow_picture_moves_while_the_app_runs(page, lab_server, 
     box = canvas.bounding_box()
     assert box is not None and box["width"] > 500 and box["height"] > 100, box
     expect(view).to_contain_text("wallaroo_nb app app")  # the summary above the picture
+    expect(view).to_contain_text("input rate")
+    # below it, the keys per worker: one bar for each of the two workers
+    page.wait_for_function(f"() => JSON.stringify(({BOKEH_COLUMN_JS})(['{WORKERS_NAME}', "
+                           "'worker'])) === JSON.stringify(['worker 0', 'worker 1'])",
+                           timeout=30_000, polling=200)
+    assert view.locator("canvas").count() >= 2, "the graph and the bars each draw a canvas"
     stats = bokeh_column(page, NODES_NAME, "stats")
     screenshot(page, tmp_path / "01-picture-running.png")
 
@@ -209,6 +218,10 @@ def test_tutorial_3_dashboard_draws_and_grows_while_the_app_runs(page, lab_serve
             f"no dashboard data in the page; its status line: {line}; BokehJS data sources: "
             f"{bokeh_data_lengths(page)}; cells: {page.evaluate(CELL_STATE_JS)}; "
             f"JS errors: {js_errors}") from None
+    expect(dashboard).to_contain_text("output rate")  # the app's input and output rate line
+    page.wait_for_function(f"() => JSON.stringify(({BOKEH_COLUMN_JS})(['{WORKERS_NAME}', "
+                           "'worker'])) === JSON.stringify(['worker 0', 'worker 1'])",
+                           timeout=30_000, polling=200)  # keys per worker, under the plots
     canvas = bokeh_canvas(page).first
     canvas.scroll_into_view_if_needed(timeout=30_000)
     box = canvas.bounding_box()
@@ -220,8 +233,9 @@ def test_tutorial_3_dashboard_draws_and_grows_while_the_app_runs(page, lab_serve
     cells = wait_until_cells_settled(page)
     assert all_ran(cells), cells
     # The last cell stopped the app: the dashboard says so and the data stops growing.
-    status = page.locator(".jp-OutputArea-output .widget-html", has_text="not updating")
-    expect(status).to_contain_text("app stopped", timeout=30_000)
+    # (two lines: the latency plots' and the keys-per-worker bars')
+    status = dashboard.locator(".widget-html", has_text="app stopped; not updating")
+    expect(status).to_have_count(2, timeout=30_000)
     final = history_rows(page)
     assert final >= later
     page.wait_for_timeout(2_500)

@@ -26,7 +26,7 @@ from .bokeh_widget import FIRST_CHANGE_AFTER_S, EchoSafeBokehModel
 from .live import LiveBox
 
 INTERVAL = 1.0  # app.workers() asks every worker: about once a second is enough
-BARS_NAME = "wallaroo-workers-bars"
+BARS_NAME, SOURCE_NAME = "wallaroo-workers-bars", "wallaroo-workers"
 COLUMNS = ("worker", "keys", "slots", "label", "pid", "host", "state_bytes", "events_in",
            "events_out", "busy")
 
@@ -78,7 +78,7 @@ class WorkersView(LiveBox):
     def __init__(self, app: Any, interval: float = INTERVAL) -> None:
         self._lock = threading.RLock()
         self._shown: dict | None = None  # the columns last sent
-        self.source = ColumnDataSource(workers_columns(None))
+        self.source = ColumnDataSource(workers_columns(None), name=SOURCE_NAME)
         self.x_range = FactorRange(factors=[])
         self.figure = workers_figure(self.source, self.x_range, f"{app.name}: keys per worker")
         self.plot = EchoSafeBokehModel(self.figure, lock=self._lock, kernel_owned={
