@@ -218,7 +218,9 @@ def test_tutorial_3_dashboard_draws_and_grows_while_the_app_runs(page, lab_serve
             f"no dashboard data in the page; its status line: {line}; BokehJS data sources: "
             f"{bokeh_data_lengths(page)}; cells: {page.evaluate(CELL_STATE_JS)}; "
             f"JS errors: {js_errors}") from None
-    expect(dashboard).to_contain_text("output rate")  # the app's input and output rate line
+    outputs = code_cell(page, "app.dashboard()")  # BokehJS's output, then the dashboard's
+    # the app's input and output rate line
+    expect(outputs.locator(".widget-html", has_text="output rate")).to_have_count(1)
     page.wait_for_function(f"() => JSON.stringify(({BOKEH_COLUMN_JS})(['{WORKERS_NAME}', "
                            "'worker'])) === JSON.stringify(['worker 0', 'worker 1'])",
                            timeout=30_000, polling=200)  # keys per worker, under the plots
@@ -234,7 +236,7 @@ def test_tutorial_3_dashboard_draws_and_grows_while_the_app_runs(page, lab_serve
     assert all_ran(cells), cells
     # The last cell stopped the app: the dashboard says so and the data stops growing.
     # (two lines: the latency plots' and the keys-per-worker bars')
-    status = dashboard.locator(".widget-html", has_text="app stopped; not updating")
+    status = outputs.locator(".widget-html", has_text="app stopped; not updating")
     expect(status).to_have_count(2, timeout=30_000)
     final = history_rows(page)
     assert final >= later
@@ -242,7 +244,7 @@ def test_tutorial_3_dashboard_draws_and_grows_while_the_app_runs(page, lab_serve
     assert history_rows(page) == final, "the dashboard kept streaming after app.stop()"
     expect(page.locator(".jp-OutputArea-output", has_text="slowest computation: look up location")
            ).to_have_count(1)
-    status.scroll_into_view_if_needed()
+    status.first.scroll_into_view_if_needed()
     screenshot(page, tmp_path / "03-dashboard-stopped.png")
     print(f"history rows {first} -> {later} -> {final}; screenshots in {tmp_path}")
 
