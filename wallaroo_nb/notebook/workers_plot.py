@@ -64,6 +64,7 @@ def workers_figure(source: ColumnDataSource, x_range: FactorRange, title: str) -
         ("host", "@host"), ("state", "@state_bytes{0,0} bytes"), ("read", "@events_in{0,0}"),
         ("to sinks", "@events_out{0,0}"), ("busy", "@busy")]))
     fig.y_range.start = 0
+    fig.yaxis.ticker.min_interval = 1  # whole keys
     fig.y_range.range_padding = 0.25  # room for the labels above the highest bar
     fig.xgrid.grid_line_color = None
     return fig
