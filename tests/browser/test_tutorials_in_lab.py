@@ -320,9 +320,13 @@ def test_tutorial_8_dashboard_bars_follow_the_scale(page, lab_server, tmp_path):
     dashboard.scroll_into_view_if_needed(timeout=30_000)
     seen = []
     for names in (["worker 0"], ["worker 0", "worker 1", "worker 2"], ["worker 0"]):
-        page.wait_for_function(
-            f"names => JSON.stringify(({BOKEH_COLUMN_JS})(['{WORKERS_NAME}', 'worker'])) === "
-            "JSON.stringify(names)", arg=names, timeout=60_000, polling=100)
+        try:
+            page.wait_for_function(
+                f"names => JSON.stringify(({BOKEH_COLUMN_JS})(['{WORKERS_NAME}', 'worker'])) "
+                "=== JSON.stringify(names)", arg=names, timeout=60_000, polling=100)
+        except PlaywrightTimeout:
+            raise AssertionError(f"bars {seen}, then not {names} but "
+                                 f"{bokeh_column(page, WORKERS_NAME, 'worker')}") from None
         seen.append(bokeh_column(page, WORKERS_NAME, "worker"))
         if len(names) == 3:
             screenshot(page, tmp_path / "08-three-workers.png")
