@@ -325,8 +325,21 @@ def test_tutorial_8_dashboard_bars_follow_the_scale(page, lab_server, tmp_path):
                 f"names => JSON.stringify(({BOKEH_COLUMN_JS})(['{WORKERS_NAME}', 'worker'])) "
                 "=== JSON.stringify(names)", arg=names, timeout=60_000, polling=100)
         except PlaywrightTimeout:
-            raise AssertionError(f"bars {seen}, then not {names} but "
-                                 f"{bokeh_column(page, WORKERS_NAME, 'worker')}") from None
+            every = page.evaluate(f"""() => {{
+              const out = [];
+              for (const doc of (window.Bokeh && window.Bokeh.documents) || []) {{
+                for (const m of doc._all_models.values()) {{
+                  if (m.name !== '{WORKERS_NAME}' || !m.data) continue;
+                  const d = m.data instanceof Map ? Object.fromEntries(m.data) : m.data;
+                  out.push(Array.from(d['worker']));
+                }}
+              }}
+              return out;
+            }}""")
+            texts = code_cell(page, "app.dashboard()").locator(".widget-html").all_inner_texts()
+            screenshot(page, tmp_path / "08-failure.png")
+            raise AssertionError(f"bars {seen}, then not {names} but {every}; "
+                                 f"status lines {texts}") from None
         seen.append(bokeh_column(page, WORKERS_NAME, "worker"))
         if len(names) == 3:
             screenshot(page, tmp_path / "08-three-workers.png")
