@@ -311,7 +311,7 @@ def test_tutorial_4_close_window_button_and_the_window_timeline(page, lab_server
 
 
 @pytest.mark.timeout(300)
-def test_tutorial_8_dashboard_bars_follow_the_scale(page, lab_server, tmp_path):
+def test_tutorial_8_dashboard_bars_follow_the_scale(page, lab_server, js_errors, tmp_path):
     """The dashboard's keys-per-worker bars go 1 -> 3 -> 1 as the tutorial scales."""
     open_tutorial(page, lab_server, "08_scaling.ipynb")
     click_menu(page, "Run", "Run All Cells")
@@ -339,7 +339,7 @@ def test_tutorial_8_dashboard_bars_follow_the_scale(page, lab_server, tmp_path):
             texts = code_cell(page, "app.dashboard()").locator(".widget-html").all_inner_texts()
             screenshot(page, tmp_path / "08-failure.png")
             raise AssertionError(f"bars {seen}, then not {names} but {every}; "
-                                 f"status lines {texts}") from None
+                                 f"status lines {texts}; JS errors {js_errors}") from None
         seen.append(bokeh_column(page, WORKERS_NAME, "worker"))
         if len(names) == 3:
             screenshot(page, tmp_path / "08-three-workers.png")
