@@ -314,6 +314,14 @@ def test_tutorial_4_close_window_button_and_the_window_timeline(page, lab_server
 def test_tutorial_8_dashboard_bars_follow_the_scale(page, lab_server, js_errors, tmp_path):
     """The dashboard's keys-per-worker bars go 1 -> 3 -> 1 as the tutorial scales."""
     open_tutorial(page, lab_server, "08_scaling.ipynb")
+    page.evaluate(f"""() => {{
+      window.__bars = []; const t0 = Date.now();
+      setInterval(() => {{
+        const v = JSON.stringify(({BOKEH_COLUMN_JS})(['{WORKERS_NAME}', 'worker']));
+        const last = window.__bars[window.__bars.length - 1];
+        if (!last || last[1] !== v) window.__bars.push([Date.now() - t0, v]);
+      }}, 20);
+    }}""")
     click_menu(page, "Run", "Run All Cells")
     dashboard = code_cell(page, "app.dashboard()").locator(".jp-OutputArea-output").first
     dashboard.wait_for(state="attached", timeout=90_000)
@@ -339,7 +347,8 @@ def test_tutorial_8_dashboard_bars_follow_the_scale(page, lab_server, js_errors,
             texts = code_cell(page, "app.dashboard()").locator(".widget-html").all_inner_texts()
             screenshot(page, tmp_path / "08-failure.png")
             raise AssertionError(f"bars {seen}, then not {names} but {every}; "
-                                 f"status lines {texts}; JS errors {js_errors}") from None
+                                 f"status lines {texts}; JS errors {js_errors}; "
+                                 f"history {page.evaluate('window.__bars')}") from None
         seen.append(bokeh_column(page, WORKERS_NAME, "worker"))
         if len(names) == 3:
             screenshot(page, tmp_path / "08-three-workers.png")
