@@ -8,7 +8,9 @@ import types
 import cloudpickle
 import pytest
 
+import wallaroo_nb as wn
 from wallaroo_nb import cli, compat, runner
+from wallaroo_nb.testing import run_local
 
 
 @pytest.fixture
@@ -58,9 +60,11 @@ def test_wallaroo_style_update_keeps_the_accumulator_and_pickles(alias):
         def output(self, key, acc):
             return acc[0]
 
-    agg = cloudpickle.loads(cloudpickle.dumps(Total()))
-    acc = agg.initial_accumulator()
-    assert agg.update(5, acc) is acc and acc == [5]
+    agg = cloudpickle.loads(cloudpickle.dumps(Total()))  # as it travels to a worker
+    pipeline = (wallaroo.source("n", wn.IterableSourceConfig("n", [5, 1, 2, 3]))
+                .key_by(lambda x: "all").to(wallaroo.count_windows(2).over(agg))
+                .to_sink(wn.CollectorSinkConfig()))
+    assert run_local(wallaroo.build_application("t", pipeline)) == [6, 5]
 
 
 def test_tcp_source_config_takes_both_wallaroo_forms(alias):
