@@ -122,7 +122,7 @@ def main() -> None:
     times, size, recovery = checkpoint_and_recovery(a.keys, a.workers)
     print(f"checkpoint of {a.keys:,} keys on {a.workers} workers: median "
           f"{statistics.median(times) * 1000:.0f} ms (barrier to commit; {size / 1e6:.1f} MB on disk)")
-    print(f"recovery after kill -9 of a worker (detect, restart all, restore): {recovery:.2f} s")
+    print(f"recovery after kill -9 of a worker (detect, restart it, roll the others back): {recovery:.2f} s")
     recovery_by_position(a.position_events, a.workers)
     rnd = random.Random(1)
     events = [(f"key{rnd.randrange(10_000)}", 1) for _ in range(a.events)]
