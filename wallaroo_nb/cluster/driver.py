@@ -52,6 +52,8 @@ from .scaling import Scaler
 PING_S = 1.0
 LIVENESS_S = 0.2
 STOP_GRACE_S = 5.0
+LAST_QUIET_MS = 50  # after the workers exit: no message this long, nothing more is coming
+LAST_DRAIN_S = 1.0
 ROUTER_HWM = 64  # messages queued per worker at the driver before the worker waits
 
 __all__ = ["Callbacks", "Driver", "Options", "Recovering", "WorkerFailure"]
@@ -267,6 +269,7 @@ class Driver(Recovery):
                 if stop_deadline is not None:
                     self.procs.reap(kill=False)
                     if self.procs.all_exited or now > stop_deadline:
+                        self._drain_last()
                         break
                     continue
                 if now >= next_ping:
@@ -283,6 +286,14 @@ class Driver(Recovery):
             self.fail(WorkerFailure(f"driver I/O thread crashed: {tb.strip().splitlines()[-1]}\n{tb}"))
         finally:
             self._finish()
+
+    def _drain_last(self) -> None:
+        """What workers sent just before they exited (their last metrics, errors and
+        results: zmq flushes them on exit) may still be on its way through the
+        driver's zmq I/O thread: take it before the socket closes."""
+        deadline = time.monotonic() + LAST_DRAIN_S
+        while self.router.poll(LAST_QUIET_MS) and time.monotonic() < deadline:
+            self._drain_router()
 
     def _finish(self) -> None:
         self.epochs.wait_commit()
