@@ -1,10 +1,13 @@
-"""Pipelines many tests share: a keyed running sum over (key, value) events."""
+"""Pipelines many tests share: a keyed running sum over (key, value) events, and its
+windowed form."""
 
 from __future__ import annotations
 
 import collections
+from operator import itemgetter
 
 import wallaroo_nb as w
+from wallaroo_nb.testing import Sum
 
 
 class Total:
@@ -21,6 +24,16 @@ def first(e):
 def running_sum(e, st):
     st.total += e[1]
     return (e[0], st.total)
+
+
+class WindowSum(Sum):
+    """Per key and range window: ``(key, window start ns, sum of e[1])``."""
+
+    def __init__(self):
+        super().__init__(value=itemgetter(1))
+
+    def output(self, key, acc, window):
+        return (key, window.start, acc)
 
 
 def sum_reference(events) -> tuple:

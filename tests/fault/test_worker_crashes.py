@@ -6,11 +6,11 @@ import collections
 import random
 
 import pytest
-from apps import first, running_sum, sum_reference
+from apps import WindowSum, first, running_sum, sum_reference
 from faults import run_crashes
 
 import wallaroo_nb as w
-from wallaroo_nb.windows import Aggregation, range_windows
+from wallaroo_nb.windows import range_windows
 
 N_EVENTS = 1_000_000
 N_KEYS = 2_000
@@ -41,20 +41,6 @@ def test_running_sum_survives_repeated_kills(start, tmp_path, workers, seed):
     assert dict(zip(state["key"], state["total"])) == expected_totals
     recoveries = [e for _, e in app.events() if e.startswith("recovered")]
     assert len(recoveries) >= 3, app.events()
-
-
-class WindowSum(Aggregation):
-    def initial_accumulator(self):
-        return 0
-
-    def update(self, e, acc):
-        return acc + e[1]
-
-    def combine(self, a, b):
-        return a + b
-
-    def output(self, key, acc, window):
-        return (key, window.start, acc)
 
 
 def timed_events():

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for kafka_broker
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for apps and kafka_broker
+from apps import WindowSum  # noqa: E402
 from kafka_broker import kafka_broker_fixture  # noqa: E402,F401 (registers the fixture)
 
 import wallaroo_nb as w  # noqa: E402
 from wallaroo_nb.connectors.kafka import KafkaSinkConfig, KafkaSourceConfig  # noqa: E402
-from wallaroo_nb.windows import Aggregation, range_windows  # noqa: E402
+from wallaroo_nb.windows import range_windows  # noqa: E402
 
 pytest.importorskip("confluent_kafka")
 pytestmark = pytest.mark.timeout(60)
@@ -22,16 +23,7 @@ pytestmark = pytest.mark.timeout(60)
 SECOND = 1_000_000_000
 
 
-class Sum(Aggregation):
-    def initial_accumulator(self):
-        return 0
-
-    def update(self, e, acc):
-        return acc + e[1]
-
-    def combine(self, a, b):
-        return a + b
-
+class Sum(WindowSum):
     def output(self, key, acc, window):
         return (key, window.start // SECOND, acc)
 
