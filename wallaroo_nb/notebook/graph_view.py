@@ -80,10 +80,6 @@ class GraphView(LiveBox):
             self.summary.value = _safe_summary(app)
         self._set_status()
 
-    def _set_status(self, note: str = "") -> None:
-        if not self._closed:
-            text = " · ".join(t for t in (note, time.strftime("%H:%M:%S")) if t)
-            self.status.value = f"<small>{html.escape(text)}</small>"
 
 
 class AppView(widgets.VBox):

@@ -4,13 +4,15 @@ The thread holds the app only by weak reference (a view never keeps an app
 alive), ticks every ``interval`` seconds or when woken, survives a failing tick
 (shown in the status line; the next may work), and exits when the app stops,
 is garbage-collected, or the box is closed. Subclasses write ``_tick`` and
-``_set_status`` and list their widgets in ``_parts``.
+``_set_status`` (or keep a ``status`` HTML widget for the default line) and list
+their widgets in ``_parts``.
 """
 
 from __future__ import annotations
 
 import html
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -38,7 +40,10 @@ class LiveBox(widgets.VBox):
         raise NotImplementedError
 
     def _set_status(self, note: str = "") -> None:
-        raise NotImplementedError
+        """A small line in the ``status`` HTML widget: ``note`` and the time."""
+        if not self._closed:
+            text = " · ".join(t for t in (note, time.strftime("%H:%M:%S")) if t)
+            self.status.value = f"<small>{html.escape(text)}</small>"
 
     def _parts(self) -> list:
         """The widgets to close with the box."""

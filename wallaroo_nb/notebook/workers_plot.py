@@ -11,9 +11,7 @@ picture, is garbage collected, or the view is closed. The App's display and
 
 from __future__ import annotations
 
-import html
 import threading
-import time
 from typing import Any
 
 import ipywidgets as widgets
@@ -107,10 +105,6 @@ class WorkersView(LiveBox):
                 self._shown = cols
         self._set_status(f"{len(cols['worker'])} workers, {sum(cols['keys']):,} keys")
 
-    def _set_status(self, note: str = "") -> None:
-        if not self._closed:
-            text = " · ".join(t for t in (note, time.strftime("%H:%M:%S")) if t)
-            self.status.value = f"<small>{html.escape(text)}</small>"
 
 
 def workers_view(app: Any, interval: float = INTERVAL, load_bokehjs: bool = True) -> WorkersView:
