@@ -81,7 +81,6 @@ class GraphView(LiveBox):
         self._set_status()
 
 
-
 class AppView(widgets.VBox):
     """The App's display: its live views one above the other; `close()` closes them
     all (each also stops by itself when the app stops)."""

@@ -106,7 +106,6 @@ class WorkersView(LiveBox):
         self._set_status(f"{len(cols['worker'])} workers, {sum(cols['keys']):,} keys")
 
 
-
 def workers_view(app: Any, interval: float = INTERVAL, load_bokehjs: bool = True) -> WorkersView:
     """A live picture of the keys per worker of `app`; display it (last expression of a
     cell). BokehJS is published inline into the notebook once per kernel (no CDN)."""
