@@ -200,6 +200,9 @@ class JSONLinesSink(Sink):
         self._sync()
 
     def restore(self, state: dict) -> None:
+        # a worker that rolls back in place keeps this object: what it held or had
+        # checkpointed since the restored epoch is void
+        self.held, self.pending = [], []
         self.f.close()
         os.truncate(self.path, state["length"])  # what came after the checkpoint goes
         self.f = open(self.path, "ab")

@@ -213,6 +213,7 @@ class KafkaSink(Sink):
 
     def restore(self, state: dict) -> None:
         """Deliver the restored (committed) outputs that are not already in the topic."""
+        self.held, self.pending = [], []  # a rollback in place: they are of a void era
         self.next_offsets = {int(p): int(o) for p, o in state["offsets"].items()}
         todo = [(e, list(items)) for e, items in state.get("unsent", ())]
         todo += [(e, list(enumerate(outs))) for e, outs in state["pending"]]

@@ -186,6 +186,7 @@ class TCPSink(Sink):
     def restore(self, state: dict) -> None:
         """After a recovery: send again what the checkpoint did not know was written
         (its epoch is committed, so its pending epochs are too)."""
+        self.held, self.pending = [], []  # a rollback in place: they are of a void era
         msgs = list(state.get("unsent", ()))
         for _epoch, ms in state.get("pending", ()):
             msgs.extend(ms)
