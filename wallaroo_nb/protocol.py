@@ -110,6 +110,7 @@ class Start:
     metrics: bool = True
     checkpoint_dir: Optional[str] = None
     restore: Optional[Restore] = None
+    driver_stream: Optional[str] = None  # unix://: send to the driver there (else on ctl)
 
 
 class SourcePosition(NamedTuple):

@@ -180,6 +180,9 @@ class DaskLauncher:
         self.driver_addr = bind_reachable(sock, self.host, self.port)
         return self.driver_addr
 
+    def driver_stream(self, rundir: str) -> Optional[str]:
+        return None  # engines on other machines: everything to the driver over CurveZMQ
+
     def data_bind(self, rundir: str, w: int, generation: int, host: str) -> str:
         return f"tcp://{_bracket(host or '127.0.0.1')}:0"
 

@@ -1,8 +1,10 @@
 """The driver side of a running app: spawn workers, talk to them, collect results.
 
-One background thread owns the driver's ROUTER socket. Everything the workers
-send (results, errors, metrics, replies, checkpoint acks, crashes) is read
-there, so a notebook cell never blocks on it and a busy cell never stops it.
+One background thread owns the driver's sockets: the ROUTER (control) and, when
+the engines run on this machine, a Unix stream listener (streams.py) on which
+they send results, errors, metrics, replies and checkpoint acks. Everything the
+workers send is read there (inbound.py handles it), so a notebook cell never
+blocks on it and a busy cell never stops it.
 User threads send requests through a queue plus an inproc wake-up socket, and
 wait on a per-request future. Every message is a protocol.py record.
 
@@ -14,7 +16,6 @@ committed epoch and the sources are rewound.
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import tempfile
 import threading
@@ -25,23 +26,18 @@ from typing import Any, Callable, Optional
 
 import zmq
 
-from ..errors import Recovering, StepTimeout, WorkerFailure, error_record
+from .. import streams
+from ..errors import Recovering, WorkerFailure
 from ..metrics.recorder import SharedRecorder
 from ..plan import Plan
 from ..protocol import (
-    Busy,
     Kind,
-    MetricsDelta,
-    Peers,
-    Ready,
-    Reply,
     Start,
-    decode,
     encode,
     worker_plan,
 )
-from .checkpoints import describe
-from .epochs import ERRORS, METRICS, RESULTS, Epochs
+from .epochs import Epochs
+from .inbound import Inbound
 from .launchers import Launcher, LocalLauncher
 from .placement import Placement
 from .processes import WorkerProcesses
@@ -55,6 +51,7 @@ STOP_GRACE_S = 5.0
 LAST_QUIET_MS = 50  # after the workers exit: no message this long, nothing more is coming
 LAST_DRAIN_S = 1.0
 ROUTER_HWM = 64  # messages queued per worker at the driver before the worker waits
+INBOX_PER_TURN = 256  # stream messages handled between looks at the ROUTER
 
 __all__ = ["Callbacks", "Driver", "Options", "Recovering", "WorkerFailure"]
 
@@ -84,7 +81,7 @@ class Callbacks:
     skipped: Callable[[int], None]  # results before this run that a resume does not have
 
 
-class Driver(Recovery):
+class Driver(Recovery, Inbound):
     """Sockets, worker processes and the I/O thread of one app. Knows nothing of notebooks."""
 
     def __init__(self, plan: Plan, n_workers: int, opts: Options, cb: Callbacks):
@@ -102,6 +99,11 @@ class Driver(Recovery):
         # EAGAIN, their outboxes fill, their sources pause) instead of growing here
         self.router.setsockopt(zmq.RCVHWM, ROUTER_HWM)
         self.addr = self.launcher.bind_driver(self.router, self.rundir)  # (CURVE: its keys)
+        # what engines send here (results, metrics, acks, replies) comes on Unix stream
+        # sockets on one machine (streams.py: a tenth of a zmq hop), else on the ROUTER
+        self.stream_addr = self.launcher.driver_stream(self.rundir)
+        self.inbox = streams.Listener(self.stream_addr, flag=zmq.POLLIN) \
+            if self.stream_addr else None
         self.wake_addr = f"inproc://wake-{id(self)}"
         self.wake_rx = self.zctx.socket(zmq.PAIR)
         self.wake_rx.bind(self.wake_addr)
@@ -178,7 +180,8 @@ class Driver(Recovery):
         return Start(worker_plan(self.plan, w, place.assign), workers, place.assign,
                      list(place.owners), bind, on_error=self.opts.on_error,
                      metrics=self.opts.metrics, checkpoint_dir=self.epochs.ckpt.path,
-                     restore=restore, resilience=self.resilient, era=self.generation)
+                     restore=restore, resilience=self.resilient, era=self.generation,
+                     driver_stream=self.stream_addr)
 
     # -- requests from user threads ---------------------------------------------------------
 
@@ -251,16 +254,13 @@ class Driver(Recovery):
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.wake_rx, zmq.POLLIN)
+        if self.inbox is not None:
+            self.inbox.watch(poller)
         next_ping = next_live = time.monotonic()
         stop_deadline = None
         try:
             while True:
-                events = dict(poller.poll(50))
-                if self.router in events:
-                    self._drain_router()
-                if self.wake_rx in events:
-                    while self.wake_rx.poll(0):
-                        self.wake_rx.recv()
+                self._drain(dict(poller.poll(50)))
                 self._send_requests()
                 now = time.monotonic()
                 if self.stop_requested and stop_deadline is None:
@@ -269,7 +269,7 @@ class Driver(Recovery):
                 if stop_deadline is not None:
                     self.procs.reap(kill=False)
                     if self.procs.all_exited or now > stop_deadline:
-                        self._drain_last()
+                        self._drain_last(poller)
                         break
                     continue
                 if now >= next_ping:
@@ -287,13 +287,26 @@ class Driver(Recovery):
         finally:
             self._finish()
 
-    def _drain_last(self) -> None:
+    def _drain(self, events: dict) -> None:
+        """Read what ``events`` (of the loop's poller) says is there."""
+        if self.inbox is not None and self.inbox.readable(events):
+            self._drain_inbox(events)
+        if self.router in events:
+            self._drain_router()
+        if self.wake_rx in events:
+            while self.wake_rx.poll(0):
+                self.wake_rx.recv()
+
+    def _drain_last(self, poller: zmq.Poller) -> None:
         """What workers sent just before they exited (their last metrics, errors and
         results: zmq flushes them on exit) may still be on its way through the
         driver's zmq I/O thread: take it before the socket closes."""
         deadline = time.monotonic() + LAST_DRAIN_S
-        while self.router.poll(LAST_QUIET_MS) and time.monotonic() < deadline:
-            self._drain_router()
+        while time.monotonic() < deadline:
+            events = dict(poller.poll(LAST_QUIET_MS))
+            if not events:
+                return
+            self._drain(events)
 
     def _finish(self) -> None:
         self.epochs.wait_commit()
@@ -301,6 +314,8 @@ class Driver(Recovery):
         self.requests.cancel_all(RuntimeError("the app stopped"))
         self.router.close(0)
         self.wake_rx.close(0)
+        if self.inbox is not None:
+            self.inbox.close()
         self.stopped.set()
         self.epochs.notify_all()
 
@@ -334,117 +349,8 @@ class Driver(Recovery):
                 ident, kind, *rest = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            w, gen = self.procs.parse_ident(ident)
-            if not self.procs.current(w, gen):
-                continue  # a message from a worker of a generation already replaced
-            if w in self.rolling and kind not in _DURING_ROLLBACK:
-                continue  # sent before it rolled back: of a void era
-            if kind != Kind.HEARTBEAT:
-                self.procs.turning(w)
-            handler = _HANDLERS.get(kind)
-            if handler is not None:
-                handler(self, w, decode(kind, rest))
+            self._dispatch(ident, kind, rest)
 
-    # -- what workers send ----------------------------------------------------------------------
-
-    def _on_hello(self, w: int, hello: Any) -> None:
-        if not self.procs.hello(w, hello):  # a cluster re-ran its task: the first is gone
-            return self._lost(w, f"worker {w} was started again by the cluster (the first is gone)")
-        self._send(w, encode(Kind.START, self._start_record(w)))
-
-    def _on_ready(self, w: int, ready: Ready) -> None:
-        self.data_addrs[w] = ready.data_addr
-        self.rolling.discard(w)
-        if self.ready.is_set():  # a worker joining a running app
-            self.scaler.on_ready(w)
-            return
-        self.ready_count += 1
-        if self.ready_count == self.n:
-            self.send_all(encode(Kind.PEERS, Peers(list(self.data_addrs))))
-            self.send_all(encode(Kind.GO))
-            self.ready.set()
-            if self.generation == 0:
-                self.cb.event(f"{self.n} workers started")
-            else:
-                self.cb.event(f"recovered from {describe(self.epochs.committed)} in "
-                              f"{time.monotonic() - self.recovery_started:.2f}s")
-            self.epochs.next_at = time.monotonic() + self.epochs.interval
-
-    def _on_results(self, w: int, body: tuple) -> None:
-        heads, payloads = body
-        self.results_received[w] += 1
-        for (sid, _n, origin), payload in zip(heads, payloads):
-            values = pickle.loads(payload)
-            if self.resilient:
-                # released when its epoch commits; the bytes go to the results log as they are
-                self.epochs.hold(w, (RESULTS, sid, values, payload, origin))
-            else:
-                self.deliver(sid, values, origin)
-
-    def deliver(self, sid: int, values: list, origin: Optional[int] = None) -> None:
-        """Hand a batch to its driver-side sink; time it from its messages' origin
-        ("visible": what the user sees, the commit hold included)."""
-        step = self.plan.steps[sid]
-        try:
-            self.cb.deliver(step, values)
-        except Exception as e:  # a user's callback sink raised
-            self.cb.errors([error_record(step.name, "sink", e, worker="driver",
-                                         value=f"<batch of {len(values)}>", input_repr=False)])
-        if origin is not None:
-            self.visible.record("visible", step.pipeline, time.time_ns() - origin, len(values))
-
-    def _send_visible(self) -> None:
-        delta = self.visible.take_delta()
-        if delta["hist"]:
-            self.cb.metrics("driver", MetricsDelta(delta["hist"], delta["events"]))
-
-    def _on_metrics(self, w: int, delta: Any) -> None:
-        if self.resilient:  # counted once: a replay's deltas are never committed
-            self.epochs.hold(w, (METRICS, w, delta))
-        else:
-            self.cb.metrics(w, delta)
-
-    def _on_errors(self, w: int, records: list) -> None:
-        if self.resilient:
-            self.epochs.hold(w, (ERRORS, records))
-        else:
-            self.cb.errors(records)
-
-    def _on_reply(self, w: int, reply: Reply) -> None:
-        self.requests.on_reply(w, reply)
-
-    def _on_crash(self, w: int, tb: str) -> None:
-        self._lost(w, f"worker {w} crashed:\n{tb}")
-
-    def _on_heartbeat(self, w: int, busy: Busy) -> None:
-        self.procs.heard(w, busy)
-        limit = self.opts.step_timeout
-        if limit is not None and busy.seconds > limit and self.failure is None:
-            where = f"step {busy.step!r}" if busy.step else "the engine"
-            key = f" on key {busy.key}" if busy.key else ""
-            self.fail(StepTimeout(
-                f"{where} on worker {w} has been busy with one message{key} for "
-                f"{busy.seconds:.0f}s, longer than step_timeout={limit:g}s; the app was "
-                "stopped (raise step_timeout, or leave it None to let slow steps run)"))
-
-    def busy(self) -> list:
-        """(worker, Busy) of workers whose loop has been in one turn for a while."""
-        return self.procs.busy()
-
-    def _on_ack(self, w: int, ack: Any) -> None:
-        self.epochs.on_ack(w, ack)
-
-
-_HANDLERS = {
-    Kind.HELLO: Driver._on_hello,
-    Kind.READY: Driver._on_ready,
-    Kind.RESULTS: Driver._on_results,
-    Kind.ERRORS: Driver._on_errors,
-    Kind.METRICS: Driver._on_metrics,
-    Kind.REPLY: Driver._on_reply,
-    Kind.CRASH: Driver._on_crash,
-    Kind.ACK: Driver._on_ack,
-    Kind.HEARTBEAT: Driver._on_heartbeat,
-}
-
-_DURING_ROLLBACK = (Kind.READY, Kind.HEARTBEAT, Kind.CRASH, Kind.BYE)
+    def _drain_inbox(self, events: dict) -> None:
+        for ident, (kind, *rest) in self.inbox.take(INBOX_PER_TURN, events):
+            self._dispatch(ident, kind, rest)

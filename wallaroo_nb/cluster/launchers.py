@@ -14,6 +14,7 @@ speaks.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from typing import Any, Optional, Protocol
@@ -44,6 +45,7 @@ class Launcher(Protocol):
     keys: Optional[Keys]  # the app's CurveZMQ keys; None: no CURVE (one machine, ipc://)
 
     def bind_driver(self, sock: zmq.Socket, rundir: str) -> str: ...
+    def driver_stream(self, rundir: str) -> Optional[str]: ...
     def data_bind(self, rundir: str, w: int, generation: int, host: str) -> str: ...
     def launch(self, args: list, w: int, generation: int) -> Handle: ...
     def info(self) -> dict: ...
@@ -81,17 +83,28 @@ class LocalHandle:
 
 
 class LocalLauncher:
-    """Engines as child processes on this machine, over ipc:// in the run directory."""
+    """Engines as child processes on this machine. Data (between engines, and what
+    they send the driver) goes over Unix stream sockets in the run directory
+    (``streams.py``); the driver's control messages over ZeroMQ ipc://. With
+    ``WALLAROO_NB_LOCAL_TRANSPORT=zmq`` in the driver's environment, data goes over
+    ZeroMQ ipc:// too (bench/latency.py measures both)."""
 
     keys = None
+
+    def __init__(self) -> None:
+        self.streams = os.environ.get("WALLAROO_NB_LOCAL_TRANSPORT", "unix") != "zmq"
 
     def bind_driver(self, sock: zmq.Socket, rundir: str) -> str:
         addr = f"ipc://{rundir}/driver.sock"
         sock.bind(addr)
         return addr
 
+    def driver_stream(self, rundir: str) -> Optional[str]:
+        return f"unix://{rundir}/driver.stream" if self.streams else None
+
     def data_bind(self, rundir: str, w: int, generation: int, host: str) -> str:
-        return f"ipc://{rundir}/w{w}.g{generation}.data"
+        scheme = "unix" if self.streams else "ipc"
+        return f"{scheme}://{rundir}/w{w}.g{generation}.data"
 
     def launch(self, args: list, w: int, generation: int) -> LocalHandle:
         # own session: a Ctrl-C meant for the driver does not tear workers down mid-stop

@@ -10,6 +10,7 @@ Where they run is the launcher's business (launchers.py: here, or on a Dask clus
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Optional
 
@@ -38,6 +39,7 @@ class WorkerProcesses:
         return f"w{w}.{self.gens[w]}".encode()
 
     @staticmethod
+    @functools.lru_cache(maxsize=1024)
     def parse_ident(ident: bytes) -> tuple:
         """(worker, generation) of a socket identity (its watchdog's has ".hb" after);
         (-1, -1) for one that no engine of ours has."""

@@ -1,5 +1,9 @@
-"""A worker's transport: its data-plane sockets to the peers and its control socket
-to the driver, with outboxes that never block.
+"""A worker's transport: its data-plane sockets to the peers and its way to the
+driver, with outboxes that never block.
+
+On one machine both are Unix stream sockets (``streams.py``: a hop costs a tenth of
+a zmq one); between machines, ZeroMQ: PUSH/PULL to the peers and the control DEALER
+to the driver, with CurveZMQ. The worker sees one interface either way.
 
 Sends never block (a blocked peer must not deadlock two workers sending to each
 other): frames wait in a per-peer outbox, and ``room()`` says when the worker
@@ -10,12 +14,13 @@ pressure batches grow instead of frames piling up.
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import zmq
 
-from .. import security
+from .. import security, streams
 from ..protocol import Kind, encode, pack_frame, results_frames, unpack_frame
 from .core import Output
 
@@ -58,21 +63,52 @@ def send_frames(sock: zmq.Socket, frames: list) -> None:
     sock.send(frames[-1], NOBLOCK)
 
 
+class ZmqOut:
+    """A zmq socket with streams.Outgoing's interface: ``send`` is False on EAGAIN."""
+
+    __slots__ = ("sock",)
+    pending = False
+
+    def __init__(self, sock: zmq.Socket):
+        self.sock = sock
+
+    def send(self, frames: list) -> bool:
+        try:
+            send_frames(self.sock, frames)
+        except zmq.Again:
+            return False
+        return True
+
+    def flush(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
 class Transport:
-    """The data plane (a PULL bound here, a PUSH to every peer) and the queue of
+    """The data plane (bound here, a connection to every peer) and the queue of
     messages for the driver, with the counters termination detection reads."""
 
     def __init__(self, zctx: zmq.Context, ctl: zmq.Socket, me: int, bind: str,
-                 keys: Optional[security.Keys] = None):
+                 keys: Optional[security.Keys] = None, driver_stream: Optional[str] = None,
+                 name: bytes = b""):
         self.zctx = zctx
         self.me = me
-        self.ctl = ctl
+        self.name = name  # how the driver knows this worker's stream (its zmq identity)
         self.keys = keys  # the app's CurveZMQ keys on a cluster (security.py), else None
-        self.data_in = zctx.socket(zmq.PULL)
-        self.data_in.setsockopt(zmq.RCVHWM, HWM)
-        security.server(self.data_in, keys)
-        self.data_in.bind(bind)
-        self.address = self.data_in.getsockopt(zmq.LAST_ENDPOINT).decode()  # port 0 resolved
+        if streams.is_stream(bind):
+            self.inbox: Optional[streams.Listener] = streams.Listener(bind, flag=zmq.POLLIN)
+            self.data_in = None
+            self.address = bind
+        else:
+            self.inbox = None
+            self.data_in = zctx.socket(zmq.PULL)
+            self.data_in.setsockopt(zmq.RCVHWM, HWM)
+            security.server(self.data_in, keys)
+            self.data_in.bind(bind)
+            self.address = self.data_in.getsockopt(zmq.LAST_ENDPOINT).decode()  # port 0
+        self.driver = streams.Outgoing(driver_stream, name) if driver_stream else ZmqOut(ctl)
         self.addrs: list = []
         self.peers: list = []
         self.outbox: list = []
@@ -81,6 +117,24 @@ class Transport:
         self.recv: list = []  # frames received from each peer
         self.results_sent = 0
         self.era = 0  # frames of another era are dropped (a rollback began a new one)
+
+    def watch(self, poller: zmq.Poller) -> None:
+        """Wake ``poller`` when peers' frames arrive."""
+        if self.inbox is not None:
+            self.inbox.watch(poller)
+        else:
+            poller.register(self.data_in, zmq.POLLIN)
+
+    def readable(self, events: dict) -> bool:
+        """Peers' frames wait (``events``: what the poller said)."""
+        if self.inbox is not None:
+            return self.inbox.readable(events)
+        return self.data_in in events
+
+    @property
+    def holding(self) -> bool:
+        """Frames already read wait to be taken: poll without waiting."""
+        return self.inbox is not None and bool(self.inbox.ready)
 
     def reset(self, era: int) -> None:
         """A rollback: what waits to be sent belongs to the void era; counters restart."""
@@ -106,14 +160,16 @@ class Transport:
             if addr == self.addrs[w]:
                 continue
             if self.peers[w] is not None:
-                self.peers[w].close(0)
+                self.peers[w].close()
                 self.peers[w] = None
                 self.outbox[w].clear()
             if addr is not None:
                 self.peers[w] = self._push(addr)
             self.addrs[w] = addr
 
-    def _push(self, addr: str) -> zmq.Socket:
+    def _push(self, addr: str) -> Any:
+        if streams.is_stream(addr):
+            return streams.Outgoing(addr, self.name)
         s = self.zctx.socket(zmq.PUSH)
         s.setsockopt(zmq.SNDHWM, HWM)
         s.setsockopt(zmq.LINGER, 2000)
@@ -121,7 +177,7 @@ class Transport:
         s.setsockopt(zmq.RECONNECT_IVL, 10)
         security.client(s, self.keys)
         s.connect(addr)
-        return s
+        return ZmqOut(s)
 
     def room(self) -> bool:
         """False while an outbox is long: the worker's sources pause."""
@@ -131,7 +187,8 @@ class Transport:
     @property
     def busy(self) -> bool:
         """Something is still waiting to be sent."""
-        return bool(self.driver_out) or any(self.outbox)
+        return bool(self.driver_out) or any(self.outbox) or self.driver.pending or any(
+            p is not None and p.pending for p in self.peers)
 
     def queue(self, out: Output) -> None:
         """Queue the core's groups for the peers and its results and errors for the driver."""
@@ -157,35 +214,44 @@ class Transport:
         self.driver_out.append(frames)
 
     def send(self) -> None:
-        """Send what zmq takes now; the rest waits for the next call."""
+        """Send what the sockets take now; the rest waits for the next call."""
+        era, me = self.era, self.me
         for w, q in enumerate(self.outbox):
-            sock = self.peers[w]
-            while q and sock is not None:
-                try:
-                    sock.send(pack_frame(self.era, self.me, q[0]), NOBLOCK)
-                except zmq.Again:
+            out = self.peers[w]
+            if out is None:
+                continue
+            if out.pending:
+                out.flush()
+            while q:
+                if not out.send([pack_frame(era, me, q[0])]):
                     break
                 q.popleft()
                 self.sent[w] += 1
-        q = self.driver_out
+        q, out = self.driver_out, self.driver
+        if out.pending:
+            out.flush()
         while q:
             item = q[0]
             is_results = isinstance(item, ResultsMessage)
-            try:
-                send_frames(self.ctl, item.frames() if is_results else item)
-            except zmq.Again:
+            if not out.send(item.frames() if is_results else item):
                 break
             q.popleft()
             if is_results:
                 self.results_sent += 1
 
-    def frames(self, limit: int) -> Iterator[tuple]:
-        """Up to ``limit`` (sender, groups) frames from the peers, as far as they are here."""
-        for _ in range(limit):
-            try:
-                frame = self.data_in.recv(zmq.NOBLOCK, copy=True)
-            except zmq.Again:
-                return
+    def send_now(self, frames: list, timeout: float = 2.0) -> None:
+        """Queue ``frames`` for the driver and send until all is out (or ``timeout``)."""
+        self.to_driver(frames)
+        deadline = time.monotonic() + timeout
+        self.send()
+        while (self.driver_out or self.driver.pending) and time.monotonic() < deadline:
+            time.sleep(0.001)
+            self.send()
+
+    def frames(self, limit: int, events: Optional[dict] = None) -> Iterator[tuple]:
+        """Up to ``limit`` (sender, groups) frames from the peers, as far as they are here
+        (``events``: what the poll said, to look only where something came)."""
+        for frame in self._incoming(limit, events):
             era, sender, groups = unpack_frame(frame)
             if era != self.era:
                 continue  # sent before a rollback: void
@@ -193,3 +259,24 @@ class Transport:
                 self.recv += [0] * (sender + 1 - len(self.recv))
             self.recv[sender] += 1
             yield sender, groups
+
+    def _incoming(self, limit: int, events: Optional[dict]) -> Iterator[bytes]:
+        if self.inbox is not None:
+            for _name, parts in self.inbox.take(limit, events):
+                yield parts[0]
+            return
+        for _ in range(limit):
+            try:
+                yield self.data_in.recv(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+
+    def close(self) -> None:
+        """Close the data plane (zmq sockets go with the context)."""
+        if self.inbox is not None:
+            self.inbox.close()
+        for p in self.peers:
+            if isinstance(p, streams.Outgoing):
+                p.close()
+        if isinstance(self.driver, streams.Outgoing):
+            self.driver.close()

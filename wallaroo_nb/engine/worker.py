@@ -44,6 +44,7 @@ FRAMES_PER_TURN = 16  # max peer frames handled per loop turn (fairness with sou
 IDLE_POLL_MS = 100
 PARENT_CHECK_S = 0.25
 DRIVER_SILENCE_S = 10.0  # no word from the driver this long: it is gone
+SPIN_S = 40e-6  # the end of a sub-millisecond wait is spun, not slept (see wait_until)
 TIMER_SLACK_NS = 1000  # how late Linux may wake a sleep of this process (default 50 us)
 NO_START_EXIT = 5  # the exit code of an engine that never got its start record
 
@@ -58,6 +59,7 @@ class Worker(WorkerEpochs):
     def __init__(self, driver: str, me: int, ident: str, keys: Optional[security.Keys] = None,
                  host: str = "", dask_worker: str = ""):
         self.me = me
+        self.ident = ident
         self.keys, self.host, self.dask_worker = keys, host, dask_worker
         self.zctx = zmq.Context.instance()
         self.auth = security.authenticator(self.zctx, keys)  # before the data socket binds
@@ -111,22 +113,23 @@ class Worker(WorkerEpochs):
         self.io = Endpoints(plan, self.me, core, start.assign, start.resilience)
         if start.restore is not None:
             self.restore(start.restore)
-        self.connect(start.data_bind)
+        self.connect(start.data_bind, start.driver_stream)
         self.net.era = start.era
 
-    def connect(self, bind: str) -> None:
+    def connect(self, bind: str, driver_stream: Optional[str] = None) -> None:
         """The data plane, and three pollers: while sources are paused their
         (level-triggered) fds must not wake the loop, or it would spin; while a live
         sink is not ready, peers' frames wait too (their senders' outboxes fill and
         their sources pause: backpressure reaches every worker)."""
-        self.net = Transport(self.zctx, self.ctl, self.me, bind, self.keys)
+        self.net = Transport(self.zctx, self.ctl, self.me, bind, self.keys, driver_stream,
+                             self.ident.encode())
         self.poller_blocked = zmq.Poller()
         self.poller_blocked.register(self.ctl, zmq.POLLIN)
         self.poller_paused = zmq.Poller()
         self.poller = zmq.Poller()
         for p in (self.poller_paused, self.poller):
             p.register(self.ctl, zmq.POLLIN)
-            p.register(self.net.data_in, zmq.POLLIN)
+            self.net.watch(p)
         for src in self.io.sources.values():
             for fd in src.fds():
                 self.poller.register(fd, zmq.POLLIN)
@@ -138,7 +141,7 @@ class Worker(WorkerEpochs):
         # everything loaded so far (modules, the plan, user code) lives as long as the
         # worker: keep the cyclic collector's full passes from walking it again and again
         gc.freeze()
-        self.ctl.send_multipart(encode(Kind.READY, Ready(self.net.address)))
+        self.net.send_now(encode(Kind.READY, Ready(self.net.address)))
         self.wait_go()
         next_check = time.monotonic() + PARENT_CHECK_S
         watchdog = self.watchdog
@@ -154,8 +157,8 @@ class Worker(WorkerEpochs):
                 self.handle_control()
                 if self.core is not core:
                     continue  # rolled back: a new core, a new era; start the turn again
-            if self.net.data_in in events:
-                self.handle_frames()
+            if self.net.readable(events):
+                self.handle_frames(events)
             now = time.monotonic()
             if reading and not core.aligner.active:
                 self.io.read(core)
@@ -193,6 +196,8 @@ class Worker(WorkerEpochs):
         wait = IDLE_POLL_MS / 1000 if hint is None else min(IDLE_POLL_MS / 1000, hint)
         if self.net.busy:
             wait = min(wait, 0.001)
+        if self.net.holding:
+            wait = 0.0
         return max(wait, 0.0) * 1000
 
     def wait_events(self, poller: zmq.Poller, reading: bool) -> dict:
@@ -203,13 +208,13 @@ class Worker(WorkerEpochs):
             return dict(poller.poll(int(timeout + 0.5)))
         events = dict(poller.poll(0))
         if not events:
-            time.sleep(timeout / 1000)
+            wait_until(time.perf_counter() + timeout / 1000)
         return events
 
-    def handle_frames(self) -> None:
+    def handle_frames(self, events: dict) -> None:
         core = self.core
         deadline = time.perf_counter() + TURN_BUDGET_S
-        for sender, groups in self.net.frames(FRAMES_PER_TURN):
+        for sender, groups in self.net.frames(FRAMES_PER_TURN, events):
             core.receive(sender, groups)
             self.check_epoch()
             if time.perf_counter() > deadline:
@@ -290,7 +295,19 @@ class Worker(WorkerEpochs):
             while self.net.busy and time.monotonic() < deadline:
                 time.sleep(0.005)
                 self.net.send()
+            self.net.close()
         self.ctl.send_multipart(encode(Kind.BYE))
+
+
+def wait_until(t: float) -> None:
+    """Sleep until ``perf_counter()`` reaches ``t``, spinning its last SPIN_S: Linux in a
+    VM wakes a sleeper ~25 us late, and a paced source's messages would all be read
+    that late (measured in bench/latency.py, "due -> driver" against "read -> driver")."""
+    rest = t - time.perf_counter()
+    if rest > SPIN_S:
+        time.sleep(rest - SPIN_S)
+    while time.perf_counter() < t:
+        pass
 
 
 def precise_sleeps() -> None:

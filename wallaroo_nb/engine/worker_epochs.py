@@ -140,5 +140,5 @@ class WorkerEpochs:
         self.applied, self.acked, self.barrier, self.draining = set(), None, None, False
         self.restore(rb.restore)
         self.net.reset(rb.era)
-        self.ctl.send_multipart(encode(Kind.READY, Ready(self.net.address)))
+        self.net.send_now(encode(Kind.READY, Ready(self.net.address)))
         self.wait_go()
