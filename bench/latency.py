@@ -24,10 +24,16 @@ Lines per rate:
   engine: due -> driver   app.metrics() "visible": due -> handed to the driver callback
   one ZeroMQ hop          a baseline: one message between two Python processes over
                           ipc:// (DEALER -> ROUTER, same pace), no engine at all
+  one Unix-socket hop     the same over a Unix stream socket (streams.py, as the engine
+                          sends on one machine), the reader in a zmq.Poller as the driver's
+Each rate runs the engine with each local transport in turn (--transports): "unix"
+(data over Unix stream sockets, the default) and "zmq" (data over ZeroMQ ipc://, as
+before 2026-12-01: WALLAROO_NB_LOCAL_TRANSPORT=zmq), the baseline in the same run.
 Also printed: run-queue wait (time runnable but not running, from /proc schedstat)
 per process, to tell CPU contention on a shared machine from the engine's own cost.
 
     .venv/bin/python bench/latency.py [--rates 10000,100000] [--seconds 3] [--workers 2]
+                                      [--transports unix,zmq]
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ QUANTILES = (0.5, 0.95, 0.99, 0.999, 0.9999)
 PCT_COLUMNS = ("p50_us", "p95_us", "p99_us", "p999_us", "p9999_us")
 KEYS = 1000
 KEY_NAMES = [f"k{i}" for i in range(KEYS)]
+TRANSPORT_ENV = "WALLAROO_NB_LOCAL_TRANSPORT"  # read by cluster/launchers.LocalLauncher
+TRANSPORTS = {"unix": "Unix stream sockets (default)", "zmq": "ZeroMQ ipc:// (as before)"}
 
 
 class StampedSource(w.Source):
@@ -191,6 +199,73 @@ def run_once(rate: float, seconds: float, workers: int, **run_kw) -> dict:
             "at_sink": at_sink, "hop": zmq_hop(rate, min(n, 20_000))}
 
 
+def run_local(rate: float, seconds: float, workers: int, transport: str) -> dict:
+    """run_once with the engines' data over ``transport`` ("unix" or "zmq") on this machine."""
+    old = os.environ.get(TRANSPORT_ENV)
+    os.environ[TRANSPORT_ENV] = transport
+    try:
+        r = run_once(rate, seconds, workers)
+    finally:
+        if old is None:
+            del os.environ[TRANSPORT_ENV]
+        else:
+            os.environ[TRANSPORT_ENV] = old
+    r["unix hop"] = unix_hop(rate, min(r["n"], 20_000))
+    return r
+
+
+UNIX_RECEIVER = """
+import sys, time, zmq
+from wallaroo_nb import streams
+inbox = streams.Listener(sys.argv[1], flag=zmq.POLLIN)
+p = zmq.Poller()
+inbox.watch(p)
+out = []
+while True:
+    events = dict(p.poll(1000))
+    if not events:
+        break
+    for _, (ts,) in inbox.take(1000, events):
+        if not ts:
+            sys.stdout.write(" ".join(out))
+            sys.exit(0)
+        out.append(str(time.time_ns() - int(ts)))
+"""
+
+
+class _StreamSender:
+    """streams.Outgoing with a zmq socket's ``send(bytes)``, for paced_stamps."""
+
+    def __init__(self, addr: str):
+        from wallaroo_nb import streams
+
+        self.out = streams.Outgoing(addr, b"bench")
+
+    def send(self, frame: bytes) -> None:
+        while not self.out.send([frame]):
+            time.sleep(0.0001)
+
+
+def unix_hop(rate: float, n: int) -> list:
+    """Like zmq_hop, over a Unix stream socket (streams.py): the engine's hop on one machine."""
+    folder = tempfile.mkdtemp(prefix="hop-")
+    addr = f"unix://{folder}/hop.sock"
+    env = {**os.environ, "PYTHONPATH": os.path.join(os.path.dirname(__file__), "..")}
+    rx = subprocess.Popen([sys.executable, "-c", UNIX_RECEIVER, addr], stdout=subprocess.PIPE,
+                          env=env)
+    try:
+        time.sleep(0.5)  # let the receiver bind
+        s = _StreamSender(addr)
+        out = paced_stamps(s, rx, n, rate)
+        s.out.close()
+    finally:
+        rx.kill()
+        for name in os.listdir(folder):
+            os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)
+    return [int(x) for x in out.split()]
+
+
 HOP_RECEIVER = """
 import sys, time, zmq
 r = zmq.Context().socket(zmq.ROUTER)
@@ -321,6 +396,8 @@ def report(rate: float, r: dict, warmup: float) -> None:
     print(line("engine: due -> sinks on worker", eng))
     print(line("engine: due -> driver (visible)", r["visible"]))
     print(line("one ZeroMQ hop (no engine)", pct(r["hop"])))
+    if "unix hop" in r:
+        print(line("one Unix-socket hop (no engine)", pct(r["unix hop"])))
 
 
 def main() -> None:
@@ -329,13 +406,17 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--transports", default="unix,zmq",
+                    help="the engines' data on this machine: unix (default), zmq (as before)")
     a = ap.parse_args()
     print(f"paced source -> key_by -> state step -> sink on worker + driver callback, "
           f"{a.workers} worker(s), "
           f"{KEYS} keys; load average {os.getloadavg()[0]:.2f} at start")
     print(f"  {'latency (µs)':<32}" + "".join(f"{c[:-3]:>10}" for c in PCT_COLUMNS))
     for rate in [float(r) for r in a.rates.split(",")]:
-        report(rate, run_once(rate, a.seconds, a.workers), a.warmup)
+        for transport in a.transports.split(","):
+            print(f" engine data over {TRANSPORTS[transport]}")
+            report(rate, run_local(rate, a.seconds, a.workers, transport), a.warmup)
     print(f"  load average {os.getloadavg()[0]:.2f} at end")
 
 

@@ -241,3 +241,24 @@ def test_none_items_of_a_multi_list_are_dropped_and_counted(start):
     df = app.metrics_counters()
     filtered = df[(df.event == "filtered") & (df.worker == "all")].set_index("name")["count"]
     assert filtered.to_dict() == {"halves": 6, "tag": 6}
+
+
+@pytest.mark.parametrize("transport", ["unix", "zmq"])
+def test_both_local_transports_give_exact_results(start, monkeypatch, transport):
+    """On one machine data goes over Unix stream sockets; WALLAROO_NB_LOCAL_TRANSPORT=zmq
+    (bench/latency.py's baseline) sends it over ZeroMQ ipc:// as before: same results."""
+    monkeypatch.setenv("WALLAROO_NB_LOCAL_TRANSPORT", transport)
+    rnd = random.Random(11)
+    events = [(f"k{rnd.randrange(300)}", rnd.randrange(100)) for _ in range(30_000)]
+    app = start(sum_pipeline(events), workers=3)
+    app.wait(timeout=60)
+    scheme = "unix://" if transport == "unix" else "ipc://"
+    assert all(a.startswith(scheme) for a in app._driver.data_addrs)
+    assert (app._driver.stream_addr is not None) == (transport == "unix")
+    expected, totals = collections.defaultdict(list), collections.Counter()
+    for k, v in events:
+        totals[k] += v
+        expected[k].append(totals[k])
+    assert per_key(app.results()) == dict(expected)
+    assert app.metrics().query("category == 'pipeline' and worker == 'all'")["count"].sum() \
+        == len(events)
