@@ -295,8 +295,21 @@ class Worker(WorkerEpochs):
             while self.net.busy and time.monotonic() < deadline:
                 time.sleep(0.005)
                 self.net.send()
+            self.net.send_now(encode(Kind.BYE))  # after everything else, on the same way
             self.net.close()
-        self.ctl.send_multipart(encode(Kind.BYE))
+        else:
+            self.ctl.send_multipart(encode(Kind.BYE))
+        self.close_zmq()
+
+    def close_zmq(self) -> None:
+        """Let zmq deliver what it still holds (within the sockets' linger) before the
+        process exits: a process that exits with its context alive loses what its zmq
+        I/O thread had not sent (seen: a worker's last metrics, now and then)."""
+        if self.watchdog.thread.is_alive():
+            self.watchdog.stop.set()
+            self.watchdog.thread.join(1.0)
+        security.stop(self.auth)
+        self.zctx.destroy(linger=2000)
 
 
 def wait_until(t: float) -> None:
