@@ -148,11 +148,17 @@ class Worker(WorkerEpochs):
         while not self.stopping:
             watchdog.turns += 1
             core = self.core  # a rollback makes a new one
+            self.stage()
+            self.io.flush_due(core)
             sinks_ready = self.io.ready()
             reading = (sinks_ready and not core.rt.halted and self.net.room()
                        and not core.aligner.active and not self.draining)
+            # sending is the last work before waiting: a write to a Unix socket wakes its
+            # reader on this CPU (a "sync" wake-up), where it runs once this process waits
+            self.net.send()
             events = self.wait_events(self.poller if reading else self.poller_paused
-                                      if sinks_ready else self.poller_blocked, reading)
+                                      if sinks_ready else self.poller_blocked,
+                                      self.io.wait_hint(core, not reading))
             if self.ctl in events:
                 self.handle_control()
                 if self.core is not core:
@@ -163,8 +169,6 @@ class Worker(WorkerEpochs):
             if reading and not core.aligner.active:
                 self.io.read(core)
             core.tick(now)
-            self.flush()
-            self.io.flush_due(core)
             if core.rt.recorder.due(now):
                 self.send_metrics()
             if now >= next_check:
@@ -187,12 +191,12 @@ class Worker(WorkerEpochs):
             if kind == Kind.REQUEST:
                 self.answer(decode(kind, rest))
 
-    def poll_timeout_ms(self, reading: bool) -> float:
-        """Until a source this turn may read has more or a sink wants flushing (at most
-        IDLE_POLL_MS); at most 1 ms while frames wait to be sent, as zmq does not say when
-        a peer takes more. A source that has more is read at once even then, as long as
-        the outboxes have room: the worker goes on working while a peer catches up."""
-        hint = self.io.wait_hint(self.core, not reading)
+    def poll_timeout_ms(self, hint: Optional[float]) -> float:
+        """Until a source this turn may read has more or a sink wants flushing (``hint``,
+        from Endpoints.wait_hint; at most IDLE_POLL_MS); at most 1 ms while frames wait
+        to be sent, as zmq does not say when a peer takes more. A source that has more
+        is read at once even then, as long as the outboxes have room: the worker goes
+        on working while a peer catches up."""
         wait = IDLE_POLL_MS / 1000 if hint is None else min(IDLE_POLL_MS / 1000, hint)
         if self.net.busy:
             wait = min(wait, 0.001)
@@ -200,10 +204,10 @@ class Worker(WorkerEpochs):
             wait = 0.0
         return max(wait, 0.0) * 1000
 
-    def wait_events(self, poller: zmq.Poller, reading: bool) -> dict:
+    def wait_events(self, poller: zmq.Poller, hint: Optional[float]) -> dict:
         """Poll for input; zmq counts whole milliseconds, so shorter waits (a paced source
         due in 100 us) look once and then sleep just that long."""
-        timeout = self.poll_timeout_ms(reading)
+        timeout = self.poll_timeout_ms(hint)
         if timeout >= 1.0 or timeout == 0:
             return dict(poller.poll(int(timeout + 0.5)))
         events = dict(poller.poll(0))
@@ -224,10 +228,14 @@ class Worker(WorkerEpochs):
 
     def flush(self) -> None:
         """Hand what the core produced to the live sinks and to the transport."""
+        self.stage()
+        self.net.send()
+
+    def stage(self) -> None:
+        """What the core produced: written to the live sinks, queued for sending."""
         out = self.core.take()
         self.io.write(out.sinks)
         self.net.queue(out)
-        self.net.send()
 
     def collect_connector_errors(self) -> None:
         self.io.collect_errors(self.core)
