@@ -160,13 +160,22 @@ def run_once(rate: float, seconds: float, workers: int, **run_kw) -> dict:
     """Run one paced app to the end: the driver arrivals, the engine's row, run-queue waits.
     ``run_kw`` goes to w.run (bench/cluster.py passes cluster=)."""
     n = int(rate * seconds)
-    arrivals: list = []  # (driver arrival ns, batch): cheap in the driver's I/O thread
+    # per message: when it reached the driver callback, its seq, due and read stamps, in
+    # flat arrays: keeping every batch would grow the driver's heap by 50,000 lists, and
+    # Python's full collections of it (~10 ms each) would be measured as latency
+    arrivals = {k: array("q") for k in ("t", "seq", "due", "read")}
     got = [0]
 
     # note() travels to the workers inside the plan (cloudpickle), so it may close
     # over plain data only: a threading.Event here would fail to pickle
     def note(batch: list) -> None:
-        arrivals.append((time.time_ns(), batch))
+        t = time.time_ns()
+        at, seq, due, read = arrivals["t"], arrivals["seq"], arrivals["due"], arrivals["read"]
+        for _k, i, due_ns, read_ns in batch:
+            at.append(t)
+            seq.append(i)
+            due.append(due_ns)
+            read.append(read_ns)
         got[0] += len(batch)
 
     stamps = tempfile.mkdtemp(prefix="latency-")
@@ -349,20 +358,14 @@ def run_queue_ns(pid: int) -> int:
     return total
 
 
-def latencies(arrivals: list, n: int, rate: float, warmup: float) -> dict:
+def latencies(arrivals: dict, n: int, rate: float, warmup: float) -> dict:
     """Independent latencies (ns) per kind, checking every event arrived exactly once."""
-    since_read, since_due, steady, seqs = [], [], [], []
-    first = warmup * rate
-    for t, batch in arrivals:
-        for _k, i, due_ns, read_ns in batch:
-            since_read.append(t - read_ns)
-            since_due.append(t - due_ns)
-            if i >= first:
-                steady.append(t - read_ns)
-            seqs.append(i)
-    if sorted(seqs) != list(range(n)):
-        raise AssertionError(f"{len(seqs)} arrivals for {n} events, or some twice")
-    return {"read": since_read, "steady": steady, "due": since_due}
+    t, seq = np.asarray(arrivals["t"]), np.asarray(arrivals["seq"])
+    if len(seq) != n or not np.array_equal(np.sort(seq), np.arange(n)):
+        raise AssertionError(f"{len(seq)} arrivals for {n} events, or some twice")
+    since_read = t - np.asarray(arrivals["read"])
+    return {"read": since_read, "steady": since_read[seq >= warmup * rate],
+            "due": t - np.asarray(arrivals["due"])}
 
 
 def pct(latencies_ns: list) -> dict:
@@ -384,7 +387,7 @@ def line(label: str, p: dict) -> str:
 def report(rate: float, r: dict, warmup: float) -> None:
     arrivals, n, eng = r["arrivals"], r["n"], r["engine"]
     lat = latencies(arrivals, n, rate, warmup)
-    span = max(t for t, _ in arrivals) - min(b[0][3] for _, b in arrivals)
+    span = max(arrivals["t"]) - min(arrivals["read"])
     waits = ", ".join(f"{v:.0f}" for v in r["run_queue_ms_per_s"])
     print(f" {rate:,.0f} events/s asked, {n / (span / 1e9):,.0f} achieved, {n:,} events, "
           f"engine counted {eng['count']:,} messages; run-queue wait ms/s (workers..., driver): "
