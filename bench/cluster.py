@@ -1,4 +1,4 @@
-"""Engines on a Dask cluster (tcp:// with CurveZMQ) beside local engines (ipc://), same run.
+"""Engines on a Dask cluster (tcp:// with CurveZMQ) beside local engines (Unix sockets), same run.
 
 The pipelines are bench/throughput.py's (keyed running sum, every output collected in
 the driver) and bench/latency.py's (paced source, key_by, state step, a sink on the
@@ -157,7 +157,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10_000)
     ap.add_argument("--seconds", type=float, default=3.0)
     a = ap.parse_args()
-    print(f"2 engines, local launcher (ipc://) vs Dask launcher (tcp:// + CurveZMQ, Dask "
+    print(f"2 engines, local launcher (Unix sockets) vs Dask launcher (tcp:// + CurveZMQ, Dask "
           f"workers at {' and '.join(HOSTS)}); load average {os.getloadavg()[0]:.2f} at start")
     with dask_cluster() as client:
         events = throughput.make_events(a.events, a.keys)
