@@ -33,7 +33,7 @@ Also printed: run-queue wait (time runnable but not running, from /proc schedsta
 per process, to tell CPU contention on a shared machine from the engine's own cost.
 
     .venv/bin/python bench/latency.py [--rates 10000,100000] [--seconds 3] [--workers 2]
-                                      [--transports unix,zmq]
+                                      [--transports unix,zmq] [--low-latency]
 """
 
 from __future__ import annotations
@@ -208,12 +208,13 @@ def run_once(rate: float, seconds: float, workers: int, **run_kw) -> dict:
             "at_sink": at_sink, "hop": zmq_hop(rate, min(n, 20_000))}
 
 
-def run_local(rate: float, seconds: float, workers: int, transport: str) -> dict:
+def run_local(rate: float, seconds: float, workers: int, transport: str,
+              low_latency: bool = False) -> dict:
     """run_once with the engines' data over ``transport`` ("unix" or "zmq") on this machine."""
     old = os.environ.get(TRANSPORT_ENV)
     os.environ[TRANSPORT_ENV] = transport
     try:
-        r = run_once(rate, seconds, workers)
+        r = run_once(rate, seconds, workers, low_latency=low_latency)
     finally:
         if old is None:
             del os.environ[TRANSPORT_ENV]
@@ -409,17 +410,20 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--warmup", type=float, default=0.5)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--low-latency", action="store_true",
+                    help="run(low_latency=True): idle CPUs poll while the app runs (root)")
     ap.add_argument("--transports", default="unix,zmq",
                     help="the engines' data on this machine: unix (default), zmq (as before)")
     a = ap.parse_args()
     print(f"paced source -> key_by -> state step -> sink on worker + driver callback, "
-          f"{a.workers} worker(s), "
+          f"{a.workers} worker(s), {'low_latency=True, ' if a.low_latency else ''}"
           f"{KEYS} keys; load average {os.getloadavg()[0]:.2f} at start")
     print(f"  {'latency (µs)':<32}" + "".join(f"{c[:-3]:>10}" for c in PCT_COLUMNS))
     for rate in [float(r) for r in a.rates.split(",")]:
         for transport in a.transports.split(","):
             print(f" engine data over {TRANSPORTS[transport]}")
-            report(rate, run_local(rate, a.seconds, a.workers, transport), a.warmup)
+            report(rate, run_local(rate, a.seconds, a.workers, transport, a.low_latency),
+                   a.warmup)
     print(f"  load average {os.getloadavg()[0]:.2f} at end")
 
 

@@ -403,7 +403,8 @@ def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record"
         metrics: bool = True, resilience: bool = False, checkpoint_dir: Optional[str] = None,
         checkpoint_interval: float = 1.0, resume: bool = False,
         step_timeout: Optional[float] = None, metrics_port: Optional[int] = None,
-        cluster: Any = None, driver_address: Optional[str] = None) -> App:
+        cluster: Any = None, driver_address: Optional[str] = None,
+        low_latency: bool = False) -> App:
     """Start ``application`` (or a Pipeline ending in a sink) on ``workers`` processes.
 
     With ``resilience`` the app checkpoints every ``checkpoint_interval`` seconds
@@ -414,7 +415,10 @@ def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record"
     Prometheus at http://127.0.0.1:PORT/metrics (0: any free port; see app.metrics_url).
     ``cluster`` (a dask.distributed Client, a Dask cluster or a scheduler address) runs
     the engines on that Dask cluster, linked by ZeroMQ over tcp:// with CurveZMQ;
-    ``driver_address`` ("HOST[:PORT]") is where they reach this process (docs/cluster.md)."""
+    ``driver_address`` ("HOST[:PORT]") is where they reach this process (docs/cluster.md).
+    ``low_latency`` keeps this machine's idle CPUs polling instead of sleeping while the
+    app runs, so that a message wakes the next process in a few µs (Linux PM QoS through
+    /dev/cpu_dma_latency; needs root; docs/metrics.md)."""
     if isinstance(application, Pipeline):
         application = build_application("app", application)
     if not isinstance(application, Plan):
@@ -432,12 +436,16 @@ def run(application: Plan | Pipeline, workers: int = 2, on_error: str = "record"
                                          and step_timeout > 0):
         raise ValueError(f"step_timeout must be a positive number of seconds or None, "
                          f"got {step_timeout!r}")
+    if low_latency and cluster is not None:
+        raise ValueError("low_latency=True keeps this machine's idle CPUs quick to wake; "
+                         "with cluster= the engines run on the Dask workers' machines")
     launcher = launcher_for(cluster, driver_address, workers, resilience or resume,
                             checkpoint_dir)
     opts = Options(on_error=on_error, metrics=metrics, resilience=resilience or resume,
                    checkpoint_dir=checkpoint_dir, checkpoint_interval=checkpoint_interval,
                    resume=resume, wallaroo_alias=_wallaroo_alias_active(),
-                   step_timeout=step_timeout, metrics_port=metrics_port, launcher=launcher)
+                   step_timeout=step_timeout, metrics_port=metrics_port, launcher=launcher,
+                   low_latency=bool(low_latency))
     _freeze_once()
     return App(application, workers, opts)
 

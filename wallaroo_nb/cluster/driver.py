@@ -36,6 +36,7 @@ from ..protocol import (
     encode,
     worker_plan,
 )
+from . import cpu_wakeup
 from .epochs import Epochs
 from .inbound import Inbound
 from .launchers import Launcher, LocalLauncher
@@ -68,6 +69,7 @@ class Options:
     step_timeout: Optional[float] = None  # seconds one message may take; None: no limit
     metrics_port: Optional[int] = None  # serve Prometheus metrics here (0: any free port)
     launcher: Optional[Launcher] = None  # where engines run (launchers.py); None: here
+    low_latency: bool = False  # keep idle CPUs quick to wake while the app runs (cpu_wakeup.py)
 
 
 @dataclass
@@ -85,6 +87,15 @@ class Driver(Recovery, Inbound):
     """Sockets, worker processes and the I/O thread of one app. Knows nothing of notebooks."""
 
     def __init__(self, plan: Plan, n_workers: int, opts: Options, cb: Callbacks):
+        # first, so that a refusal comes before anything starts; released in _finish
+        self.qos_fd = cpu_wakeup.hold() if opts.low_latency else None
+        try:
+            self._init(plan, n_workers, opts, cb)
+        except BaseException:
+            cpu_wakeup.release(self.qos_fd)
+            raise
+
+    def _init(self, plan: Plan, n_workers: int, opts: Options, cb: Callbacks) -> None:
         self.plan = plan
         self.n = n_workers
         self.opts = opts
@@ -316,6 +327,8 @@ class Driver(Recovery, Inbound):
         self.wake_rx.close(0)
         if self.inbox is not None:
             self.inbox.close()
+        cpu_wakeup.release(self.qos_fd)
+        self.qos_fd = None
         self.stopped.set()
         self.epochs.notify_all()
 
