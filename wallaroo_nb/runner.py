@@ -83,6 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-e", "--external", metavar="HOST:PORT",
                    help="serve Wallaroo's external channel here: `wallaroo-nb scale --external "
                         "HOST:PORT N` grows or shrinks the running app")
+    p.add_argument("--low-latency", action="store_true",
+                   help="keep this machine's idle CPUs polling while the app runs, so a "
+                        "message wakes the next process in a few us (needs root; "
+                        "docs/metrics.md)")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve the app's metrics for Prometheus at http://127.0.0.1:PORT/metrics")
     p.add_argument("--report", metavar="FILE",
@@ -371,6 +375,7 @@ def run_application(application: Any, args: argparse.Namespace, log: Log = _log)
                       resilience=resilience, checkpoint_dir=args.resilience_dir,
                       checkpoint_interval=args.time_between_checkpoints / 1e9,
                       resume=args.resume, metrics_port=args.metrics_port,
+                      low_latency=args.low_latency,
                       cluster=args.cluster, driver_address=args.driver_address)
         except Exception as e:
             log(f"wallaroo-nb run: cannot start the application: {type(e).__name__}: {e}")

@@ -13,6 +13,7 @@ import signal
 import string
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from cli_procs import (  # noqa: E402
     procs,  # noqa: F401 (a fixture)
     wait_until,
 )
+
+from wallaroo_nb.cluster import cpu_wakeup  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -188,6 +191,33 @@ def test_bounded_generator_app_stops_by_itself(procs, tmp_path):  # noqa: F811
     for user in {line.split(": ")[0].split(" for ")[1] for line in expected}:
         mine = [line for line in got if f" for {user}:" in line]
         assert mine == [line for line in expected if f" for {user}:" in line]
+
+
+def test_low_latency_run_from_the_command_line(procs, tmp_path):  # noqa: F811
+    """--low-latency holds idle CPUs awake for the run (results unchanged); where
+    /dev/cpu_dma_latency cannot be written the run is refused, naming it."""
+    n = 1000
+    receiver, port = procs.receive(tmp_path / "alerts.txt")
+    runner = procs.start("run", "--application-module", EXAMPLES / "alerts_gen.py",
+                         "--out", f"127.0.0.1:{port}", "--workers", "2", "--limit", n,
+                         "--low-latency")
+    held = set()  # what Linux keeps idle CPUs within, sampled while the run lasts
+    while runner.popen.poll() is None:
+        held.add(cpu_wakeup.current())
+        time.sleep(0.005)
+    code = runner.wait(90)
+    if not os.access(cpu_wakeup.PATH, os.W_OK):
+        assert code == 2 and "cpu_dma_latency" in runner.stderr(), runner.stderr()
+        return
+    assert code == 0, runner.stderr()
+    assert 0 in held  # idle CPUs were held awake during the run
+    assert cpu_wakeup.current() != 0  # and released when it ended
+    expected = alerts_reference(n)
+    wait_until(lambda: len(read_lines(tmp_path / "alerts.txt")) >= len(expected), 10,
+               "the alerts at the receiver")
+    receiver.signal(signal.SIGINT)
+    receiver.wait(10)
+    assert_counts_exact(read_lines(tmp_path / "alerts.txt"), expected)
 
 
 FAULTY_APP = textwrap.dedent('''
