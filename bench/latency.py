@@ -227,7 +227,7 @@ def run_local(rate: float, seconds: float, workers: int, transport: str,
 UNIX_RECEIVER = """
 import sys, time, zmq
 from wallaroo_nb import streams
-inbox = streams.Listener(sys.argv[1], flag=zmq.POLLIN)
+inbox = streams.Listener(sys.argv[1])
 p = zmq.Poller()
 inbox.watch(p)
 out = []

@@ -26,6 +26,7 @@ SCHEME = "unix://"
 HEAD = struct.Struct("<IH")  # size of what follows, number of parts
 ONE = struct.Struct("<IHI")  # the head of a one-part message, with that part's length
 READ_BYTES = 1 << 18
+POLLIN = 1  # zmq.POLLIN and select.POLLIN alike
 
 
 def is_stream(addr: Optional[str]) -> bool:
@@ -177,10 +178,10 @@ def _split(data: bytes, out: list) -> int:
 
 class Listener:
     """A bound Unix socket and what its connections send: (sender name, message), in
-    order per sender. Its file descriptors are registered on the given pollers (any
-    object with ``register(fd, flags)``/``unregister(fd)``, as zmq.Poller)."""
+    order per sender. Its file descriptors are registered on the pollers it is told to
+    ``watch`` (any object with ``register(fd, flags)``/``unregister(fd)``, as zmq.Poller)."""
 
-    def __init__(self, addr: str, pollers: tuple = (), flag: int = 1):
+    def __init__(self, addr: str):
         self.addr = addr
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path_of(addr))
@@ -189,18 +190,13 @@ class Listener:
         self.fd = self.sock.fileno()
         self.conns: dict[int, Incoming] = {}
         self.ready: deque = deque()  # (name, message) read but not yet taken
-        self.pollers, self.flag = list(pollers), flag
-        for p in self.pollers:
-            p.register(self.fd, flag)
+        self.pollers: list = []
 
     def watch(self, poller: object) -> None:
         """Register this listener and its connections on one more poller."""
         self.pollers.append(poller)
         for fd in (self.fd, *self.conns):
-            poller.register(fd, self.flag)
-
-    def fds(self) -> list:
-        return [self.fd, *self.conns]
+            poller.register(fd, POLLIN)
 
     def readable(self, events: dict) -> bool:
         """Something to take: buffered messages, or one of our fds in ``events``."""
@@ -242,7 +238,7 @@ class Listener:
             conn = Incoming(s)
             self.conns[conn.fd] = conn
             for p in self.pollers:
-                p.register(conn.fd, self.flag)
+                p.register(conn.fd, POLLIN)
 
     def _drop(self, conn: Incoming) -> None:
         for p in self.pollers:

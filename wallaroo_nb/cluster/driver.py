@@ -113,8 +113,7 @@ class Driver(Recovery, Inbound):
         # what engines send here (results, metrics, acks, replies) comes on Unix stream
         # sockets on one machine (streams.py: a tenth of a zmq hop), else on the ROUTER
         self.stream_addr = self.launcher.driver_stream(self.rundir)
-        self.inbox = streams.Listener(self.stream_addr, flag=zmq.POLLIN) \
-            if self.stream_addr else None
+        self.inbox = streams.Listener(self.stream_addr) if self.stream_addr else None
         self.wake_addr = f"inproc://wake-{id(self)}"
         self.wake_rx = self.zctx.socket(zmq.PAIR)
         self.wake_rx.bind(self.wake_addr)
@@ -310,8 +309,8 @@ class Driver(Recovery, Inbound):
 
     def _drain_last(self, poller: zmq.Poller) -> None:
         """What workers sent just before they exited (their last metrics, errors and
-        results: zmq flushes them on exit) may still be on its way through the
-        driver's zmq I/O thread: take it before the socket closes."""
+        results) may still be unread in the driver's sockets, or on its way through
+        its zmq I/O thread: take it before they close."""
         deadline = time.monotonic() + LAST_DRAIN_S
         while time.monotonic() < deadline:
             events = dict(poller.poll(LAST_QUIET_MS))

@@ -98,7 +98,7 @@ class Transport:
         self.name = name  # how the driver knows this worker's stream (its zmq identity)
         self.keys = keys  # the app's CurveZMQ keys on a cluster (security.py), else None
         if streams.is_stream(bind):
-            self.inbox: Optional[streams.Listener] = streams.Listener(bind, flag=zmq.POLLIN)
+            self.inbox: Optional[streams.Listener] = streams.Listener(bind)
             self.data_in = None
             self.address = bind
         else:
@@ -240,11 +240,12 @@ class Transport:
                 self.results_sent += 1
 
     def send_now(self, frames: list, timeout: float = 2.0) -> None:
-        """Queue ``frames`` for the driver and send until all is out (or ``timeout``)."""
+        """Queue ``frames`` for the driver (after everything else) and send until nothing
+        waits, to the driver or to a peer (or ``timeout``)."""
         self.to_driver(frames)
         deadline = time.monotonic() + timeout
         self.send()
-        while (self.driver_out or self.driver.pending) and time.monotonic() < deadline:
+        while self.busy and time.monotonic() < deadline:
             time.sleep(0.001)
             self.send()
 
@@ -270,13 +271,3 @@ class Transport:
                 yield self.data_in.recv(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
-
-    def close(self) -> None:
-        """Close the data plane (zmq sockets go with the context)."""
-        if self.inbox is not None:
-            self.inbox.close()
-        for p in self.peers:
-            if isinstance(p, streams.Outgoing):
-                p.close()
-        if isinstance(self.driver, streams.Outgoing):
-            self.driver.close()

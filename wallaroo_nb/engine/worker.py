@@ -298,13 +298,8 @@ class Worker(WorkerEpochs):
             self.io.close()
             self.collect_connector_errors()
             self.send_metrics()
-            self.flush()
-            deadline = time.monotonic() + 2.0
-            while self.net.busy and time.monotonic() < deadline:
-                time.sleep(0.005)
-                self.net.send()
+            self.stage()
             self.net.send_now(encode(Kind.BYE))  # after everything else, on the same way
-            self.net.close()
         else:
             self.ctl.send_multipart(encode(Kind.BYE))
         self.close_zmq()
